@@ -1,0 +1,3 @@
+from bifsmn_cli.cli import main
+
+main()

@@ -1,0 +1,234 @@
+"""Runs stages: staleness, manifests, the workspace lock, and the guarantee that a failed stage is never trusted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bifsmn_cli import __version__
+from bifsmn_cli.config import Pipeline, Schema, load_pipeline
+from bifsmn_cli.console import info
+from bifsmn_cli.errors import BifsmnError, UserError
+from bifsmn_cli.fsutil import WorkspaceLock, atomic_write_json, sha256_file, sha256_json
+from stages import STAGES, stage_module
+from stages.base import MANIFEST, STATE_DIR, StageContext, StageSpec, read_manifest, stage_dir
+
+FAILED = "failed.json"
+STATE_HASH = ".config_hash"
+
+
+def specs() -> dict[str, StageSpec]:
+    return {name: stage_module(name).SPEC for name in STAGES}
+
+
+def all_schemas() -> dict[str, Schema]:
+    """Every section a pipeline file may have: each stage's own plus shared ones such as `model`."""
+    sections: dict[str, Schema] = {}
+    for spec in specs().values():
+        sections[spec.section] = spec.schema
+        sections.update(spec.extra_sections)
+    return sections
+
+
+def load(path: Path, overrides: list[str] | None = None) -> Pipeline:
+    return load_pipeline(path, all_schemas(), overrides)
+
+
+def stage_config(spec: StageSpec, pipeline: Pipeline) -> dict[str, Any]:
+    """The config that shapes a stage's output: its own section and the shared sections it reads."""
+    return {name: pipeline.section(name) for name in (spec.section, *spec.reads)}
+
+
+def fingerprint(manifest: dict[str, Any]) -> str:
+    """What downstream stages record of an upstream artifact: its config, inputs and output hashes."""
+    return sha256_json([manifest["config_hash"], manifest["inputs"], manifest["outputs"]])
+
+
+@dataclass
+class Status:
+    stage: str
+    state: str  # "up to date" | "stale" | "missing" | "failed"
+    reason: str = ""
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = []
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section, {}), new.get(section, {})
+        keys += [f"{section}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return keys
+
+
+def statuses(pipeline: Pipeline) -> list[Status]:
+    """Each stage's state in pipeline order; a stage whose upstream is not up to date is stale too."""
+    result: dict[str, Status] = {}
+    all_specs = specs()
+    for name, spec in all_specs.items():
+        manifest = read_manifest(pipeline.workspace, name)
+        if manifest is None:
+            failed = stage_dir(pipeline.workspace, name) / FAILED
+            if failed.exists():
+                try:
+                    reason = json.loads(failed.read_text()).get("error", "")
+                except ValueError:
+                    reason = ""
+                result[name] = Status(name, "failed", reason)
+            elif (stage_dir(pipeline.workspace, name) / STATE_DIR).exists():
+                result[name] = Status(name, "missing", "interrupted; rerun resumes it")
+            else:
+                result[name] = Status(name, "missing", "never run")
+            continue
+        config = stage_config(spec, pipeline)
+        if manifest.get("config_hash") != sha256_json(config):
+            changed = _changed_keys(manifest.get("config", {}), config)
+            result[name] = Status(name, "stale", "config changed: " + ", ".join(changed[:4]))
+            continue
+        reason = ""
+        for need in spec.needs:
+            upstream = read_manifest(pipeline.workspace, need)
+            if result[need].state != "up to date":
+                reason = f"upstream {need} is {result[need].state}"
+            elif upstream is None or manifest["inputs"].get(need) != fingerprint(upstream):
+                reason = f"input {need} changed"
+            if reason:
+                break
+        result[name] = Status(name, "stale", reason) if reason else Status(name, "up to date")
+    return list(result.values())
+
+
+def _hash_outputs(out_dir: Path, bulk_dirs: list[str]) -> dict[str, str]:
+    outputs: dict[str, str] = {}
+    bulk = [out_dir / b for b in bulk_dirs]
+    for path in sorted(out_dir.rglob("*")):
+        rel = path.relative_to(out_dir)
+        if rel.parts[0] in (MANIFEST, FAILED, STATE_DIR) or path.is_dir():
+            continue
+        if any(path.is_relative_to(b) for b in bulk):
+            continue
+        outputs[str(rel)] = sha256_file(path)
+    for b in bulk:
+        listing = sorted((str(p.relative_to(b)), p.stat().st_size) for p in b.rglob("*") if p.is_file())
+        outputs[str(b.relative_to(out_dir)) + "/"] = "tree:" + sha256_json(listing)
+    return outputs
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _prepare_dir(out_dir: Path, state_dir: Path, config_hash: str, force: bool) -> None:
+    """Distrust the old artifact at once, keep resumable state only if it was made by the same config."""
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    (out_dir / FAILED).unlink(missing_ok=True)
+    stamp = state_dir / STATE_HASH
+    if state_dir.exists() and (force or not stamp.exists() or stamp.read_text() != config_hash):
+        shutil.rmtree(state_dir)
+    for child in out_dir.iterdir() if out_dir.exists() else []:
+        if child.name != STATE_DIR:
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(config_hash)
+
+
+def run_stage(pipeline: Pipeline, name: str, force: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Run one stage and write its manifest last; any failure leaves `failed.json` and no manifest."""
+    module = stage_module(name)
+    spec: StageSpec = module.SPEC
+    out_dir = stage_dir(pipeline.workspace, name)
+    state_dir = out_dir / STATE_DIR
+    config = stage_config(spec, pipeline)
+    config_hash = sha256_json(config)
+    inputs = {}
+    for need in spec.needs:
+        upstream = read_manifest(pipeline.workspace, need)
+        if upstream is None:
+            raise UserError(
+                f"missing artifact {stage_dir(pipeline.workspace, need)} (needed by {name}); "
+                f"make it with `bifsmn {need} -c {pipeline.path}`"
+            )
+        inputs[need] = fingerprint(upstream)
+    try:
+        _prepare_dir(out_dir, state_dir, config_hash, force)
+    except OSError as exc:
+        raise UserError(
+            f"{out_dir}: cannot write the stage directory ({exc.strerror}); check the workspace"
+        ) from None
+    if resume and not any(p.name != STATE_HASH for p in state_dir.iterdir()):
+        raise UserError(
+            f"{state_dir}: nothing to resume (no checkpoint from this config); run without --resume"
+        )
+    ctx = StageContext(spec, pipeline, pipeline.section(spec.section), out_dir, state_dir, resume=not force)
+    started, clock = _now(), time.perf_counter()
+    info(f"[bold]{name}[/bold] -> {out_dir}")
+    try:
+        metrics = module.run(ctx) or {}
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, BifsmnError) else f"{type(exc).__name__}: {exc}"
+        try:
+            atomic_write_json(out_dir / FAILED, {"stage": name, "error": message, "time": _now()})
+        except BifsmnError:
+            pass  # the disk is what failed; the missing manifest already marks the stage as not done
+        raise
+    manifest = {
+        "stage": name,
+        "config": config,
+        "config_hash": config_hash,
+        "inputs": inputs,
+        "toolkit_version": __version__,
+        "torch_version": _version("torch"),
+        "started": started,
+        "finished": _now(),
+        "seconds": round(time.perf_counter() - clock, 3),
+        "metrics": {**ctx.metrics, **metrics},
+        "outputs": _hash_outputs(out_dir, ctx.bulk_dirs),
+    }
+    if not spec.keep_state:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def run_stages(
+    pipeline: Pipeline,
+    names: list[str],
+    force: bool = False,
+    resume: bool = False,
+    skip_up_to_date: bool = False,
+) -> list[str]:
+    """Run stages in order under the workspace lock; returns the names that actually ran."""
+    ran = []
+    with WorkspaceLock(pipeline.workspace):
+        for name in names:
+            if skip_up_to_date and not force:
+                state = {s.stage: s for s in statuses(pipeline)}[name]
+                if state.state == "up to date":
+                    info(f"[green]{name}[/green]: up to date")
+                    continue
+            run_stage(pipeline, name, force=force, resume=resume)
+            ran.append(name)
+    return ran
+
+
+def select(start: str | None, stop: str | None) -> list[str]:
+    names = list(STAGES)
+    for given in (start, stop):
+        if given is not None and given not in STAGES:
+            raise UserError(f"unknown stage {given!r}; stages are: {', '.join(names)}")
+    i = names.index(start) if start else 0
+    j = names.index(stop) if stop else len(names) - 1
+    if i > j:
+        raise UserError(f"--from {start} comes after --to {stop}")
+    return names[i : j + 1]
