@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ class StageSpec:
     reads: tuple[str, ...] = ()
     extra_sections: dict[str, Schema] = field(default_factory=dict)
     keep_state: bool = False  # keep `state/` after success (e.g. verified downloads worth reusing)
+    # Inputs that are not config nor upstream artifacts (build-kernel: the csrc/ tree); its value joins the
+    # config hash, so editing them makes the stage stale.
+    source_hash: Callable[[], str] | None = None
 
     @property
     def section(self) -> str:

@@ -16,6 +16,7 @@ from bifsmn_cli.config import Pipeline, Schema, load_pipeline
 from bifsmn_cli.console import info
 from bifsmn_cli.errors import BifsmnError, UserError
 from bifsmn_cli.fsutil import WorkspaceLock, atomic_write_json, sha256_file, sha256_json
+from bifsmn_cli.train.distributed import process_rank
 from stages import STAGES, stage_module
 from stages.base import MANIFEST, STATE_DIR, StageContext, StageSpec, read_manifest, stage_dir
 
@@ -43,6 +44,13 @@ def load(path: Path, overrides: list[str] | None = None) -> Pipeline:
 def stage_config(spec: StageSpec, pipeline: Pipeline) -> dict[str, Any]:
     """The config that shapes a stage's output: its own section and the shared sections it reads."""
     return {name: pipeline.section(name) for name in (spec.section, *spec.reads)}
+
+
+def config_hash(spec: StageSpec, config: dict[str, Any]) -> str:
+    """The hash that decides staleness: the config, plus the stage's source hash when it declares one."""
+    if spec.source_hash is None:
+        return sha256_json(config)
+    return sha256_json([config, spec.source_hash()])
 
 
 def fingerprint(manifest: dict[str, Any]) -> str:
@@ -85,9 +93,10 @@ def statuses(pipeline: Pipeline) -> list[Status]:
                 result[name] = Status(name, "missing", "never run")
             continue
         config = stage_config(spec, pipeline)
-        if manifest.get("config_hash") != sha256_json(config):
+        if manifest.get("config_hash") != config_hash(spec, config):
             changed = _changed_keys(manifest.get("config", {}), config)
-            result[name] = Status(name, "stale", "config changed: " + ", ".join(changed[:4]))
+            reason = "config changed: " + ", ".join(changed[:4]) if changed else "source files changed"
+            result[name] = Status(name, "stale", reason)
             continue
         reason = ""
         for need in spec.needs:
@@ -143,7 +152,7 @@ def run_stage(pipeline: Pipeline, name: str, force: bool = False, resume: bool =
     out_dir = stage_dir(pipeline.workspace, name)
     state_dir = out_dir / STATE_DIR
     config = stage_config(spec, pipeline)
-    config_hash = sha256_json(config)
+    hashed = config_hash(spec, config)
     inputs = {}
     for need in spec.needs:
         upstream = read_manifest(pipeline.workspace, need)
@@ -154,7 +163,7 @@ def run_stage(pipeline: Pipeline, name: str, force: bool = False, resume: bool =
             )
         inputs[need] = fingerprint(upstream)
     try:
-        _prepare_dir(out_dir, state_dir, config_hash, force)
+        _prepare_dir(out_dir, state_dir, hashed, force)
     except OSError as exc:
         raise UserError(
             f"{out_dir}: cannot write the stage directory ({exc.strerror}); check the workspace"
@@ -178,7 +187,7 @@ def run_stage(pipeline: Pipeline, name: str, force: bool = False, resume: bool =
     manifest = {
         "stage": name,
         "config": config,
-        "config_hash": config_hash,
+        "config_hash": hashed,
         "inputs": inputs,
         "toolkit_version": __version__,
         "torch_version": _version("torch"),
@@ -209,6 +218,22 @@ def run_stages(
     skip_up_to_date: bool = False,
 ) -> list[str]:
     """Run stages in order under the workspace lock; returns the names that actually ran."""
+    if process_rank() != 0:
+        # torchrun's other ranks compute alongside rank 0, which alone owns the lock, directories and manifests
+        for name in names:
+            module = stage_module(name)
+            out_dir = stage_dir(pipeline.workspace, name)
+            module.run(
+                StageContext(
+                    module.SPEC,
+                    pipeline,
+                    pipeline.section(module.SPEC.section),
+                    out_dir,
+                    out_dir / STATE_DIR,
+                    resume=not force,
+                )
+            )
+        return list(names)
     ran = []
     with WorkspaceLock(pipeline.workspace):
         for name in names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import types
@@ -135,3 +136,22 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path):
             tmp.write_bytes(b"half")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_source_hash_makes_the_stage_stale(fake, monkeypatch):
+    """A stage declaring `source_hash` (build-kernel: the csrc/ tree) goes stale when only its sources change."""
+    load, calls, _ = fake
+    source = {"hash": "v1"}
+    spec = stages.stage_module("b").SPEC
+    monkeypatch.setattr(
+        sys.modules["fake_b"], "SPEC", dataclasses.replace(spec, source_hash=lambda: source["hash"])
+    )
+    runner.run_stages(load(), ["a", "b", "c"])
+    assert states(load()) == {"a": "up to date", "b": "up to date", "c": "up to date"}
+    source["hash"] = "v2"
+    status = {s.stage: s for s in runner.statuses(load())}
+    assert status["a"].state == "up to date"
+    assert (status["b"].state, status["b"].reason) == ("stale", "source files changed")
+    assert status["c"].state == "stale" and "upstream b" in status["c"].reason
+    runner.run_stages(load(), ["a", "b", "c"], skip_up_to_date=True)
+    assert calls == ["a", "b", "c", "b", "c"] and states(load())["c"] == "up to date"

@@ -1,0 +1,154 @@
+/* bifsmn: C11 inference engine for BiFSMN keyword-spotting models stored as .bfsm files (csrc/FORMAT.md).
+ *
+ * A model owns every buffer it needs, sized at load; the run calls never allocate. There is no global state:
+ * separate models are independent, but one model must not run on two threads at once (it holds scratch).
+ * Every function returning int returns BIFSMN_OK (0) or a negative bifsmn_status.
+ */
+#ifndef BIFSMN_H
+#define BIFSMN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BIFSMN_FORMAT_VERSION 1
+
+#if defined(_WIN32)
+#define BIFSMN_API
+#else
+#define BIFSMN_API __attribute__((visibility("default")))
+#endif
+
+typedef enum {
+    BIFSMN_OK = 0,
+    BIFSMN_ERR_ARGUMENT = -1,  /* NULL pointer, wrong buffer size, index out of range */
+    BIFSMN_ERR_IO = -2,        /* the model file cannot be opened or read */
+    BIFSMN_ERR_NOMEM = -3,     /* an allocation failed */
+    BIFSMN_ERR_MAGIC = -4,     /* not a .bfsm file */
+    BIFSMN_ERR_VERSION = -5,   /* a .bfsm format version this engine does not read */
+    BIFSMN_ERR_TRUNCATED = -6, /* sizes in the file point past its end */
+    BIFSMN_ERR_CRC = -7,       /* the payload does not match its CRC32 */
+    BIFSMN_ERR_FORMAT = -8,    /* a field is out of range or inconsistent with the header */
+    BIFSMN_ERR_KERNEL = -9     /* the requested kernel implementation is not available on this CPU/build */
+} bifsmn_status;
+
+/* Kernel implementations. AUTO reads the BIFSMN_KERNEL environment variable (ref|avx2|avx512|neon) and
+   otherwise picks the best one this CPU supports (x86: detected once at load; aarch64: NEON when built). */
+typedef enum {
+    BIFSMN_IMPL_AUTO = 0,
+    BIFSMN_IMPL_REF = 1,
+    BIFSMN_IMPL_AVX2 = 2,
+    BIFSMN_IMPL_AVX512 = 3,
+    BIFSMN_IMPL_NEON = 4
+} bifsmn_impl;
+
+typedef struct bifsmn_model bifsmn_model;
+
+/* Static description of an error code ("CRC mismatch", ...); never NULL. */
+BIFSMN_API const char *bifsmn_strerror(int status);
+
+/* Loading. On failure *out is NULL and, when msg is not NULL, msg receives a one-line reason (truncated to
+   msg_len, always NUL-terminated). load_memory copies what it needs: the buffer may be freed afterwards. */
+BIFSMN_API int bifsmn_load_file(const char *path, bifsmn_impl kernel, bifsmn_model **out, char *msg,
+                                size_t msg_len);
+BIFSMN_API int bifsmn_load_memory(const void *data, size_t size, bifsmn_impl kernel, bifsmn_model **out,
+                                  char *msg, size_t msg_len);
+BIFSMN_API void bifsmn_free(bifsmn_model *model);
+
+/* Queries. */
+BIFSMN_API int bifsmn_num_classes(const bifsmn_model *model);
+/* NULL when index is out of range. */
+BIFSMN_API const char *bifsmn_class_name(const bifsmn_model *model, int index);
+/* "1x", "0.5x", "0.25x" for a student, "fp" for a full-precision model. */
+BIFSMN_API const char *bifsmn_variant(const bifsmn_model *model);
+/* 1 for a binary student, 0 for a full-precision model. */
+BIFSMN_API int bifsmn_is_binary(const bifsmn_model *model);
+/* The kernels chosen at load: "ref", "avx2", "avx512" or "neon". */
+BIFSMN_API const char *bifsmn_kernel_name(const bifsmn_model *model);
+BIFSMN_API int bifsmn_sample_rate(const bifsmn_model *model);
+BIFSMN_API int bifsmn_num_samples(const bifsmn_model *model); /* PCM samples per clip that run_pcm expects */
+BIFSMN_API int bifsmn_num_mels(const bifsmn_model *model);    /* feature rows */
+BIFSMN_API int bifsmn_num_frames(const bifsmn_model *model);  /* feature columns */
+
+/* Inference: scores receives num_classes logits (pre-softmax). features are n_mels x n_frames row-major (the
+   layout of torchaudio's MelSpectrogram output for one clip), in dB. */
+BIFSMN_API int bifsmn_run_pcm(bifsmn_model *model, const int16_t *pcm, size_t n_samples, float *scores,
+                              size_t n_scores);
+BIFSMN_API int bifsmn_run_features(bifsmn_model *model, const float *features, size_t n_features, float *scores,
+                                   size_t n_scores);
+/* The model's front end alone (int16 PCM -> dB features), the first half of run_pcm. */
+BIFSMN_API int bifsmn_features_pcm(bifsmn_model *model, const int16_t *pcm, size_t n_samples, float *features,
+                                   size_t n_features);
+
+/* ---- Standalone front end: log-mel features matching torchaudio MelSpectrogram + AmplitudeToDB. ---- */
+typedef struct {
+    int sample_rate;   /* Hz */
+    int num_samples;   /* samples per clip */
+    int n_fft;         /* power of two */
+    int win_length;    /* periodic Hann window length <= n_fft, zero-padded to n_fft at the centre */
+    int hop_length;
+    int n_mels;        /* HTK mel scale, triangular filters without area normalisation */
+    float f_min;       /* Hz */
+    float f_max;       /* Hz, <= sample_rate / 2 */
+    int normalized;    /* 1: divide the STFT by sqrt(sum(window^2)) */
+    int to_db;         /* 1: 10 * log10(max(power, 1e-10)); 0: mel power */
+    float top_db;      /* > 0 (with to_db): clamp each clip's dB map at its maximum - top_db; 0: no clamp */
+    float pcm_scale;   /* int16 -> float factor, 1/32768 for soundfile's float conversion */
+} bifsmn_frontend_config;
+
+typedef struct bifsmn_frontend bifsmn_frontend;
+
+BIFSMN_API int bifsmn_frontend_create(const bifsmn_frontend_config *config, bifsmn_frontend **out);
+BIFSMN_API void bifsmn_frontend_free(bifsmn_frontend *frontend);
+/* 1 + num_samples / hop (centred STFT). */
+BIFSMN_API int bifsmn_frontend_num_frames(const bifsmn_frontend *frontend);
+/* out: n_mels x n_frames row-major. */
+BIFSMN_API int bifsmn_frontend_run_pcm(bifsmn_frontend *frontend, const int16_t *pcm, size_t n_samples,
+                                       float *out, size_t n_out);
+BIFSMN_API int bifsmn_frontend_run_float(bifsmn_frontend *frontend, const float *x, size_t n_samples, float *out,
+                                         size_t n_out);
+
+/* ---- Introspection for tests and benchmarks: run one layer record alone. ---- */
+typedef enum { BIFSMN_OP_CONV2D = 1, BIFSMN_OP_LINEAR = 2, BIFSMN_OP_DWCONV1D = 3 } bifsmn_op_type;
+
+typedef struct {
+    int type;          /* bifsmn_op_type */
+    int binary;        /* 1: sign-binarised input and weights */
+    int in_shape[3];   /* (time, height, channels): the engine's time-major, channels-last layout */
+    int out_shape[3];
+    int has_residual;  /* output += the residual input (after the activation) */
+} bifsmn_op_info;
+
+BIFSMN_API int bifsmn_num_ops(const bifsmn_model *model);
+BIFSMN_API int bifsmn_op_get_info(const bifsmn_model *model, int index, bifsmn_op_info *info);
+/* Runs op `index` on `in` (in_shape elements). out (out_shape elements) receives the float output, residual
+   (out_shape elements) is required when the op has one; out_int (out_shape elements, may be NULL) receives a
+   binary op's integer +-1 dot products before the affine, padded taps contributing 0. */
+BIFSMN_API int bifsmn_op_run(bifsmn_model *model, int index, const float *in, const float *residual,
+                             float *out, int32_t *out_int);
+
+/* ---- Raw kernels of a chosen implementation, for tests and benchmarks. ---- */
+/* 1 when implementation `impl` runs on this CPU and build (cpuid is a VM exit under a hypervisor: resolve a
+   kernel set once rather than asking per call). */
+BIFSMN_API int bifsmn_kernel_available(bifsmn_impl impl);
+
+typedef struct bifsmn_kernel_set bifsmn_kernel_set;
+
+/* The kernels of `impl` (AUTO: the choice a model load makes); BIFSMN_ERR_KERNEL when they do not run here. */
+BIFSMN_API int bifsmn_kernel_set_create(bifsmn_impl impl, bifsmn_kernel_set **out);
+BIFSMN_API void bifsmn_kernel_set_free(bifsmn_kernel_set *set);
+BIFSMN_API const char *bifsmn_kernel_set_name(const bifsmn_kernel_set *set);
+/* The kernel contracts of kernels/bitpack/bitpack.h, kernels/bgemm/bgemm.h and kernels/sgemm/sgemm.h. */
+BIFSMN_API int bifsmn_kernel_bitpack(const bifsmn_kernel_set *set, const float *x, uint64_t *out, int rows, int K);
+BIFSMN_API int bifsmn_kernel_bgemm(const bifsmn_kernel_set *set, const uint64_t *a, const uint64_t *w, int32_t *out,
+                                   int M, int N, int K);
+BIFSMN_API int bifsmn_kernel_sgemm(const bifsmn_kernel_set *set, const float *a, const float *w, const float *bias,
+                                   float *c, int M, int N, int K);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

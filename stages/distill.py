@@ -1,0 +1,75 @@
+"""The `distill` stage: the 1-bit thinnable student, trained from the teacher with HED."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bifsmn_cli.config import Bool, Float, List, Str
+from bifsmn_cli.console import info
+from bifsmn_cli.nn.binarizers import BINARIZERS
+from bifsmn_cli.nn.checkpoint import load_model, save_model
+from bifsmn_cli.nn.dfsmn import DFSMN, load_teacher_into_student
+from bifsmn_cli.nn.hed import HED, MODES, SELECTS, HEDConfig
+from bifsmn_cli.train.distributed import distributed
+from bifsmn_cli.train.loop import train
+from stages import training
+from stages.base import StageContext, StageSpec
+from stages.train_teacher import MODEL_FILE as TEACHER_FILE
+
+SPEC = StageSpec(
+    name="distill",
+    schema={
+        **training.TRAIN_SCHEMA,
+        "binarizer": Str("bifsmn", "binarization method", choices=tuple(BINARIZERS)),
+        "variants": List("str", ["1x", "0.5x", "0.25x"], "thin variants trained jointly (TBA)"),
+        "init_from_teacher": Bool(True, "start the latent weights from the teacher's"),
+        "hed_select": Str("high", "HED: which part of the teacher is enhanced", choices=SELECTS),
+        "hed_alpha": Float(0.01, "HED loss weight", min=0),
+        "hed_wavelet": Str("haar", "HED: any pywavelets discrete wavelet"),
+        "hed_mode": Str("zero", "HED: signal extension of the DWT", choices=MODES),
+    },
+    needs=("featurize", "train-teacher"),
+    reads=("model", "augment"),
+    extra_sections=training.SHARED_SECTIONS,
+)
+
+MODEL_FILE = "student.pt"
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    c = ctx.config
+    loaded = training.load_data(ctx)
+    teacher = load_model(
+        ctx.input_dir("train-teacher") / TEACHER_FILE, expect_classes=len(loaded.classes)
+    ).model
+    student = DFSMN(
+        training.model_config(ctx, loaded), binarizer=c["binarizer"], variants=tuple(c["variants"])
+    )
+    if c["init_from_teacher"]:
+        untouched = load_teacher_into_student(student, teacher.state_dict())
+        info(f"student initialised from the teacher ({len(untouched)} tensors kept their own init)")
+    hed = HED(
+        HEDConfig(select=c["hed_select"], wavelet=c["hed_wavelet"], mode=c["hed_mode"], alpha=c["hed_alpha"])
+    )
+    cfg = training.train_config(ctx, c)
+    with distributed(cfg.device) as writer, training.EpochProgress(cfg.epochs, "student") as bar:
+        result = train(
+            student,
+            loaded.data,
+            cfg,
+            ctx.state_dir,
+            resume=ctx.resume,
+            teacher=teacher if hed.enabled else None,
+            hed=hed,
+            variants=tuple(c["variants"]),
+            augment=loaded.augment,
+            frontend=loaded.frontend,
+            progress=bar,
+        )
+        if not writer:
+            return {}
+        metrics = training.write_results(ctx, result, loaded.classes, f"student ({c['binarizer']})")
+        save_model(
+            ctx.out_dir / MODEL_FILE, student.cpu(), loaded.classes, loaded.frontend_cfg.to_dict(), metrics
+        )
+    return metrics

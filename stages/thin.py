@@ -1,0 +1,161 @@
+"""The `thin` stage: every thin variant of the student scored and costed, and the deployable ones picked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bifsmn_cli.config import Float, List, Str
+from bifsmn_cli.console import info
+from bifsmn_cli.data import packed
+from bifsmn_cli.errors import UserError
+from bifsmn_cli.fsutil import atomic_path, atomic_write_json, atomic_write_text
+from bifsmn_cli.nn.checkpoint import fixed_depth, load_model, save_model
+from bifsmn_cli.nn.counting import count_variant
+from bifsmn_cli.train.loop import evaluate
+from stages.base import StageContext, StageSpec
+from stages.distill import MODEL_FILE as STUDENT_FILE
+from stages.train_teacher import MODEL_FILE as TEACHER_FILE
+
+SPEC = StageSpec(
+    name="thin",
+    schema={
+        "select": Str(
+            "variant",
+            "variant: the `deploy` list; max_flops: most accurate within the budget; "
+            "min_accuracy: cheapest reaching it (both on validation)",
+            choices=("variant", "max_flops", "min_accuracy"),
+        ),
+        "deploy": List("str", ["1x", "0.5x", "0.25x"], "variants to deploy (select: variant)"),
+        "max_flops": Float(None, "FLOPs budget per clip (select: max_flops)", min=0, nullable=True),
+        "min_accuracy": Float(
+            None, "validation accuracy floor in [0, 1] (select: min_accuracy)", min=0, max=1, nullable=True
+        ),
+    },
+    needs=("featurize", "train-teacher", "distill"),
+)
+
+MODELS_DIR = "models"
+
+
+def _features(directory, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    stored = packed.load_split(directory, split)
+    return torch.from_numpy(stored.features.copy()), torch.from_numpy(stored.labels.astype("int64"))
+
+
+def choose(rows: list[dict[str, Any]], config: dict[str, Any]) -> list[str]:
+    """The variants to deploy, by the `select` rule; validation accuracy decides, never test."""
+    students = [r for r in rows if r["variant"] != "teacher"]
+    select = config["select"]
+    if select == "variant":
+        known = {r["variant"] for r in students}
+        for v in config["deploy"]:
+            if v not in known:
+                raise UserError(f"thin.deploy: {v!r} is not a trained variant ({', '.join(sorted(known))})")
+        return list(config["deploy"])
+    limit = config[select]
+    if limit is None:
+        raise UserError(f"thin.{select}: required when thin.select is {select}")
+    if select == "max_flops":
+        fits = [r for r in students if r["flops"] <= limit]
+        if not fits:
+            cheapest = min(r["flops"] for r in students)
+            raise UserError(
+                f"thin.max_flops: no variant fits {limit:g} FLOPs (the cheapest needs {cheapest:g})"
+            )
+        return [max(fits, key=lambda r: (r["val_accuracy"], -r["flops"]))["variant"]]
+    fits = [r for r in students if r["val_accuracy"] >= limit]
+    if not fits:
+        best = max(r["val_accuracy"] for r in students)
+        raise UserError(
+            f"thin.min_accuracy: no variant reaches {limit:g} on validation (the best has {best:.4f})"
+        )
+    return [min(fits, key=lambda r: (r["flops"], -r["val_accuracy"]))["variant"]]
+
+
+def _plot(rows: list[dict[str, Any]], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        accuracy = 100 * (r["test_accuracy"] if r["test_accuracy"] is not None else r["val_accuracy"])
+        ax.scatter(r["flops"], accuracy, s=40, marker="s" if r["variant"] == "teacher" else "o")
+        ax.annotate(r["variant"], (r["flops"], accuracy), textcoords="offset points", xytext=(5, 5))
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per 1-s clip (real MACs + binary ops / 64)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("accuracy against FLOPs")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def _table(rows: list[dict[str, Any]], chosen: list[str]) -> str:
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.2f}"
+
+    lines = [
+        "| variant | deployed | val acc % | test acc % | params | real MACs | binary ops | FLOPs | size (bytes) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {'yes' if r['variant'] in chosen else ''} | {pct(r['val_accuracy'])} | "
+            f"{pct(r['test_accuracy'])} | {r['params']:,} | {r['real_macs']:,} | {r['binary_ops']:,} | "
+            f"{r['flops']:,.0f} | {r['bytes']:,} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    featurized = ctx.input_dir("featurize")
+    classes = packed.load_classes(featurized)
+    student = load_model(ctx.input_dir("distill") / STUDENT_FILE, expect_classes=len(classes))
+    teacher = load_model(ctx.input_dir("train-teacher") / TEACHER_FILE, expect_classes=len(classes))
+    val = _features(featurized, "validation")
+    test = _features(featurized, "testing")
+    rows = []
+    for name, model, variants in (
+        ("teacher", teacher.model, ["1x"]),
+        ("student", student.model, list(student.model.variants)),
+    ):
+        val_acc = evaluate(model, *val, variants)
+        test_acc = evaluate(model, *test, variants) if len(test[1]) else None
+        for v in variants:
+            count = count_variant(model, v)
+            rows.append(
+                {
+                    "variant": "teacher" if name == "teacher" else v,
+                    "val_accuracy": val_acc[v].accuracy,
+                    "test_accuracy": test_acc[v].accuracy if test_acc else None,
+                    "params": count.params,
+                    "real_macs": count.real_macs,
+                    "binary_ops": count.binary_ops,
+                    "flops": count.flops,
+                    "bytes": count.bytes_fp32 if name == "teacher" else count.bytes_packed,
+                }
+            )
+    chosen = choose(rows, ctx.config)
+    for v in chosen:
+        save_model(
+            ctx.out_dir / MODELS_DIR / f"{v}.pt",
+            fixed_depth(student.model, v),
+            classes,
+            student.frontend,
+            {"variant": v, "binarizer": student.model.binarizer_name},
+        )
+    atomic_write_json(ctx.out_dir / "variants.json", {"deployed": chosen, "variants": rows})
+    atomic_write_text(ctx.out_dir / "table.md", _table(rows, chosen))
+    _plot(rows, ctx.out_dir / "accuracy_vs_flops.png")
+    info(_table(rows, chosen))
+    metrics: dict[str, Any] = {"deployed": chosen}
+    for r in rows:
+        metrics[f"test_accuracy_{r['variant']}"] = r["test_accuracy"]
+        metrics[f"flops_{r['variant']}"] = r["flops"]
+    return metrics

@@ -1,0 +1,172 @@
+"""Binarizers: forward values, surrogate gradients, two-valued weights, zero padding, registry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bifsmn_cli.errors import UserError
+from bifsmn_cli.nn import BINARIZERS, DFSMN, ModelConfig, make_binarizer, sign
+from bifsmn_cli.nn.binarizers import QConv1d
+
+TINY = ModelConfig(
+    n_mels=16, frames=16, num_classes=4, num_blocks=4, frontend_channels=4, backbone_size=16, hidden_size=24
+)
+SIGN_BASED = ("bifsmn", "bnn", "bireal", "irnet", "rad")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def test_registry():
+    assert set(BINARIZERS) == {"bifsmn", "bnn", "dorefa", "xnor", "bireal", "irnet", "rad", "lpb"}
+    assert {n for n, c in BINARIZERS.items() if c.exportable} == set(SIGN_BASED)
+    for cls in BINARIZERS.values():
+        assert cls.paper and cls.__doc__
+    with pytest.raises(UserError, match="binarizer 'foo' is unknown"):
+        make_binarizer("foo", 4, 1)
+
+
+def test_sign_of_zero_is_plus_one():
+    x = torch.tensor([-2.0, -0.0, 0.0, 1e-30, 3.0])
+    assert sign(x).tolist() == [-1.0, 1.0, 1.0, 1.0, 1.0]
+    for name in SIGN_BASED + ("lpb",):
+        b = make_binarizer(name, 5, -1)
+        assert b.quantize_input(x.view(1, 5)).flatten().tolist() == [-1.0, 1.0, 1.0, 1.0, 1.0], name
+
+
+def _input_grad(name: str, x: torch.Tensor, **progress) -> torch.Tensor:
+    b = make_binarizer(name, x.shape[-1], -1)
+    if progress:
+        b.set_progress(**progress)
+    x = x.clone().requires_grad_(True)
+    b.quantize_input(x).sum().backward()
+    return x.grad
+
+
+def test_input_forward_values():
+    x = torch.tensor([[-1.5, -0.3, 0.0, 0.4, 2.0]])
+    assert make_binarizer("dorefa", 5, -1).quantize_input(x).tolist() == [[0.0, 0.0, 0.0, 0.0, 1.0]]
+    k = x.abs().mean()
+    assert torch.allclose(make_binarizer("xnor", 5, -1).quantize_input(x), sign(x) * k)
+    lpb = make_binarizer("lpb", 5, -1)
+    with torch.no_grad():
+        lpb.threshold.fill_(0.5)
+    assert lpb.quantize_input(x).tolist() == [[-1.0, -1.0, -1.0, -1.0, 1.0]]
+
+
+def test_input_surrogate_gradients():
+    x = torch.tensor([[-1.5, -0.5, 0.0, 0.25, 1.0, 2.0]])
+    clipped = [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    assert _input_grad("bifsmn", x).flatten().tolist() == clipped
+    assert _input_grad("bnn", x).flatten().tolist() == clipped
+    assert _input_grad("rad", x).flatten().tolist() == clipped
+    assert _input_grad("bireal", x).flatten().tolist() == [0.0, 1.0, 2.0, 1.5, 0.0, 0.0]
+    assert _input_grad("dorefa", torch.tensor([[-0.5, 0.3, 1.5]])).flatten().tolist() == [0.0, 1.0, 0.0]
+    for epoch, total in ((0, 10), (5, 10), (9, 10)):
+        t = 0.1 * 10 ** (epoch / total * 2)
+        k = max(1 / t, 1.0)
+        expected = k * t * (1 - torch.tanh(t * x) ** 2)
+        assert torch.allclose(_input_grad("irnet", x, epoch=epoch, total_epochs=total), expected)
+
+
+def test_lpb_learns_threshold_and_scales():
+    b = make_binarizer("lpb", 3, 1)
+    x = torch.randn(4, 3, 5)
+    w = torch.randn(6, 3, 1, requires_grad=True)
+    out = F.conv1d(b.quantize_input(x), b.quantize_weight(w))
+    out.square().sum().backward()
+    assert b.threshold.grad is not None and b.threshold.grad.abs().sum() > 0
+    assert b.alpha_input.grad is not None and b.alpha_weight.grad is not None
+    assert w.grad.abs().sum() > 0
+
+
+def test_weight_values():
+    w = torch.tensor([[0.5, -0.1, 0.3, 0.0], [-2.0, 1.0, -1.0, 4.0]])
+    expected_scale = torch.tensor([[0.225], [2.0]])
+    for name in ("bifsmn", "bireal", "lpb", "xnor"):
+        q = make_binarizer(name, 4, -1).quantize_weight(w)
+        assert torch.allclose(q, sign(w) * expected_scale), name
+    assert torch.equal(make_binarizer("bnn", 4, -1).quantize_weight(w), sign(w))
+    assert torch.allclose(make_binarizer("dorefa", 4, -1).quantize_weight(w), sign(w) * w.abs().mean())
+    q = make_binarizer("irnet", 4, -1).quantize_weight(w)
+    centred = w - w.mean(dim=1, keepdim=True)
+    assert torch.equal(sign(q), sign(centred))
+    scales = q.abs().amax(dim=1)
+    assert all(math.log2(s).is_integer() for s in scales.tolist())  # Libra-PB: powers of two
+
+
+@pytest.mark.parametrize("name", sorted(BINARIZERS))
+def test_two_valued_weights_and_gradients_reach_every_latent_weight(name):
+    student = DFSMN(TINY, name, ("1x", "0.5x"))
+    student.set_epoch(0, 4)
+    layers = student.binarized_layers()
+    assert len(layers) == 2 + 3 * TINY.num_blocks
+    for lname, layer in layers:
+        q = layer.quantized_weight().detach()
+        signs, scale = layer.binarizer.weight_parts(layer.weight)
+        assert scale.shape == (q.shape[0],) and torch.all(scale > 0), lname
+        assert set(signs.unique().tolist()) <= {-1.0, 1.0}
+        assert torch.equal(q, signs * scale.view(-1, *[1] * (q.dim() - 1))), lname  # exactly {-a_o, +a_o}
+
+    out = student.forward_multi(torch.randn(8, 16, 16))
+    loss = sum(F.cross_entropy(o, torch.arange(8) % 4) for o in out.values())
+    extra = student.pop_extra_loss()
+    assert (extra is not None) == (name == "rad")
+    if extra is not None:
+        loss = loss + extra
+        assert student.pop_extra_loss() is None
+    loss.backward()
+    for lname, layer in layers:
+        grad = layer.weight.grad
+        assert grad is not None and grad.abs().sum() > 0, (name, lname)
+        if (
+            name != "dorefa"
+        ):  # DoReFa's {0, 1} inputs leave weights seeing only zeros without gradient, by design
+            assert torch.all(grad != 0), (name, lname)
+
+
+def test_memory_padding_is_zero_after_binarizing():
+    conv = QConv1d(2, 2, 5, groups=2, pad=(2, 2), binarizer="bifsmn")
+    x = torch.randn(1, 2, 6)
+    y = conv(x)
+    q = conv.quantized_weight().detach()
+    xb = sign(x)
+    # first output: taps at t = -2, -1 are padding and must contribute nothing (not +-1)
+    manual = (xb[0, :, :3] * q[:, 0, 2:]).sum(dim=1) + conv.bias
+    assert torch.allclose(y[0, :, 0], manual.detach())
+    assert y.shape == (1, 2, 6)
+
+
+def test_rad_loss_penalises_degenerate_inputs():
+    b = make_binarizer("rad", 3, 1).train()
+    healthy = torch.randn(16, 3, 8, requires_grad=True)
+    b.quantize_input(healthy)
+    low = b.pop_loss()
+    degenerate = (torch.randn(16, 3, 8) * 0.1 + 5.0).requires_grad_(True)
+    b.quantize_input(degenerate)
+    high = b.pop_loss()
+    assert high > low + 1.0
+    b.eval()
+    b.quantize_input(healthy)
+    assert b.pop_loss() is None  # the loss is a training regulariser only
+
+
+@pytest.mark.parametrize("name", [n for n, c in sorted(BINARIZERS.items()) if c.exportable])
+def test_exportable_layers_compute_scaled_sign_products(name):
+    """What the exporter relies on: output = scale_o * (sign(w) . sign(x)) + bias_o, padded taps 0."""
+    student = DFSMN(TINY, name)
+    x = torch.randn(3, 16, 8)
+    memory = student.blocks[0].memory
+    signs, scale = memory.binarizer.weight_parts(memory.weight)
+    expected = F.conv1d(F.pad(sign(x), memory.pad), signs, groups=16) * scale.view(1, -1, 1)
+    torch.testing.assert_close(memory(x), expected + memory.bias.view(1, -1, 1))
+    fc1 = student.fc1
+    h = torch.randn(3, 8, fc1.in_features)
+    signs, scale = fc1.binarizer.weight_parts(fc1.weight)
+    torch.testing.assert_close(fc1(h), F.linear(sign(h), signs) * scale + fc1.bias)

@@ -1,0 +1,71 @@
+"""libFuzzer on the C engine's parsers (csrc/fuzz/): the seeds are valid inputs the engine runs, and a short run of
+each target (BIFSMN_FUZZ_SECONDS, default 30 s) finds no crash. Skipped without clang's libFuzzer."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bifsmn_cli.engine import build
+from bifsmn_cli.engine.binding import Engine, Library
+from bifsmn_cli.errors import UserError
+
+FUZZ_SECONDS = int(os.environ.get("BIFSMN_FUZZ_SECONDS", "30"))
+
+
+def _load_driver():
+    spec = importlib.util.spec_from_file_location("bifsmn_fuzz_driver", build.CSRC / "fuzz" / "fuzz.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fuzz = _load_driver()
+
+
+@pytest.fixture(scope="module")
+def fuzz_build(tmp_path_factory):
+    """The fuzz preset built once in a private directory (so a concurrent `make fuzz` is not disturbed)."""
+    if shutil.which("clang") is None:
+        pytest.skip("clang is not installed (apt install clang): no libFuzzer")
+    build_dir = tmp_path_factory.mktemp("fuzz") / "cmake"
+    try:
+        binaries = fuzz.build_fuzzers(build_dir)
+    except UserError as exc:
+        if "cannot link -fsanitize=fuzzer" in str(exc):
+            pytest.skip(f"this clang has no libFuzzer: {exc}")
+        raise
+    return build_dir, binaries
+
+
+def test_seeds_are_inputs_the_engine_runs(fuzz_build, tmp_path):
+    build_dir, _ = fuzz_build
+    build.build(build_dir, build_dir / "fuzz-build.log", 2, targets=["bifsmn"])  # the plain library, same sources
+    lib = Library(build_dir / "libbifsmn.so")
+    models = fuzz.write_seeds("loader", tmp_path / "loader")
+    assert [p.name for p in models] == ["student-1x.bfsm", "student-0.5x.bfsm", "teacher.bfsm"]
+    for path in models:
+        with Engine.from_bytes(path.read_bytes(), lib) as engine:
+            scores = engine.run_pcm(np.zeros(fuzz.SEED_FRONTEND["num_samples"], dtype=np.int16))
+            assert scores.shape == (len(fuzz.SEED_CLASSES),) and np.isfinite(scores).all()
+    clips = {p.name: sf.info(p) for p in fuzz.write_seeds("wav", tmp_path / "wav")}
+    assert clips["stereo.wav"].channels == 2 and clips["extensible.wav"].format == "WAVEX"
+    assert clips["list-chunk.wav"].frames == 64 and clips["float.wav"].subtype == "FLOAT"
+
+
+@pytest.mark.parametrize("target", fuzz.TARGETS)
+def test_short_fuzz_run_finds_no_crash(fuzz_build, tmp_path, target):
+    _, binaries = fuzz_build
+    seeds = tmp_path / "seeds"
+    fuzz.write_seeds(target, seeds)
+    run = fuzz.run_target(target, binaries[target], tmp_path, FUZZ_SECONDS, seeds)
+    print(f"{target}: {run.execs} executions in {run.seconds} s, cov {run.coverage}, corpus {run.corpus_units}")
+    log = open(run.log).read()
+    assert run.exit_code == 0 and not run.crashes, log[-3000:]
+    assert run.execs > 0 and run.coverage > 0 and run.corpus_units > 0, log[-3000:]
+    assert "INITED" in log and "Done" in log

@@ -1,0 +1,119 @@
+"""Wavelets against pywavelets, and the HED loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import pywt
+import torch
+
+from bifsmn_cli.errors import UserError
+from bifsmn_cli.nn import HED, HEDConfig, Wavelet2D, match_blocks
+from bifsmn_cli.nn.hed import MODES
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "db2", "sym4"])
+@pytest.mark.parametrize("mode", MODES)
+def test_dwt2_and_idwt2_match_pywavelets(wavelet, mode):
+    rng = np.random.default_rng(0)
+    dwt = Wavelet2D(wavelet, mode)
+    for shape in [(16, 8), (9, 7), (3, 5)]:
+        x = rng.standard_normal(shape)
+        ca, (ch, cv, cd) = dwt(torch.from_numpy(x))
+        ref_a, (ref_h, ref_v, ref_d) = pywt.dwt2(x, wavelet, mode=mode)
+        for ours, ref in ((ca, ref_a), (ch, ref_h), (cv, ref_v), (cd, ref_d)):
+            np.testing.assert_allclose(ours.numpy(), ref, atol=1e-12)
+        np.testing.assert_allclose(
+            dwt.inverse(None, (ch, cv, cd)).numpy(),
+            pywt.idwt2((None, (ref_h, ref_v, ref_d)), wavelet, mode=mode),
+            atol=1e-12,
+        )
+        np.testing.assert_allclose(
+            dwt.inverse(ca, (ch, cv, cd)).numpy(),
+            pywt.idwt2((ref_a, (ref_h, ref_v, ref_d)), wavelet, mode=mode),
+            atol=1e-12,
+        )
+
+
+def test_batched_float32_and_band_split():
+    dwt = Wavelet2D("db2", "periodization")
+    x = torch.randn(4, 128, 8)
+    high, low = dwt.high_pass(x), dwt.low_pass(x)
+    assert high.shape == x.shape and low.shape == x.shape
+    torch.testing.assert_close(high + low, x, atol=1e-5, rtol=0)  # perfect reconstruction
+    ref = pywt.idwt2(
+        (None, pywt.dwt2(x[2].double().numpy(), "db2", mode="periodization")[1]), "db2", "periodization"
+    )
+    np.testing.assert_allclose(high[2].numpy(), ref, atol=1e-5)
+
+
+def test_haar_high_pass_removes_block_constants():
+    x = torch.ones(1, 4, 4) * 3.0
+    assert torch.allclose(Wavelet2D("haar").high_pass(x), torch.zeros_like(x), atol=1e-6)
+
+
+def test_bad_wavelet_and_mode():
+    with pytest.raises(UserError, match="pywavelets"):
+        Wavelet2D("nope")
+    with pytest.raises(UserError, match="mode"):
+        Wavelet2D("haar", "smooth-ish")
+    with pytest.raises(UserError, match="hed.select"):
+        HED(HEDConfig(select="mid"))
+
+
+def test_match_blocks_same_relative_depth():
+    assert match_blocks(8, 8) == list(range(8))
+    assert match_blocks(4, 8) == [1, 3, 5, 7]
+    assert match_blocks(2, 8) == [3, 7]
+    assert match_blocks(1, 8) == [7]
+
+
+def _blocks(n: int = 4) -> list[torch.Tensor]:
+    return [torch.randn(6, 16, 8) for _ in range(n)]
+
+
+def test_hed_is_zero_for_identical_features_and_has_finite_gradients():
+    teacher = _blocks()
+    plain = HED(HEDConfig(select="plain"))
+    student = [t.clone().requires_grad_(True) for t in teacher]
+    loss = plain(student, plain.targets(teacher))
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    loss.backward()
+    assert all(torch.isfinite(s.grad).all() for s in student)
+
+    high = HED(HEDConfig(select="high"))
+    enhanced = [high.enhance(t) for t in teacher]
+    assert high(enhanced, high.targets(teacher)).item() == pytest.approx(0.0, abs=1e-6)
+    assert high(teacher, high.targets(teacher)).item() > 0.01  # raw features differ from the enhanced target
+
+
+def test_enhanced_teacher_definition():
+    t = torch.randn(6, 16, 8)
+    hed = HED(HEDConfig(select="high", wavelet="haar"))
+    hf = hed.dwt.high_pass(t)
+    torch.testing.assert_close(hed.enhance(t), hf / hf.std() + t / t.std())
+    low = HED(HEDConfig(select="low"))
+    lf = low.dwt.low_pass(t)
+    torch.testing.assert_close(low.enhance(t), lf / lf.std() + t / t.std())
+
+
+def test_hed_value_scale_invariance_and_matching():
+    teacher = _blocks(8)
+    hed = HED(HEDConfig())
+    targets = hed.targets(teacher)
+    student = _blocks(2)
+
+    def block_loss(s, t):
+        qs, qt = s**2 / (s**2).norm(), t**2 / (t**2).norm()
+        return (qs - qt).norm()
+
+    expected = sum(block_loss(s, hed.enhance(teacher[j])) for s, j in zip(student, [3, 7], strict=True))
+    assert hed(student, targets).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert hed([s * 1e4 for s in student], targets).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert hed([s * 1e-20 for s in student], targets).item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_none_disables():
+    assert not HED(HEDConfig(select="none")).enabled
+    assert not HED(HEDConfig(alpha=0.0)).enabled
+    assert HED(HEDConfig()).enabled
