@@ -51,5 +51,11 @@ lint: setup
 format: setup
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
+# libFuzzer on the .bfsm loader and the WAV reader (clang): FUZZ_SECONDS per target; the corpus is kept in
+# csrc/build/fuzz/corpus/<target>, crashing inputs in csrc/build/fuzz/crashes/.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	$(BIN)/python csrc/fuzz/fuzz.py --seconds $(FUZZ_SECONDS)
+
 clean:
 	rm -rf runs csrc/build .pytest_cache

@@ -11,7 +11,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from bifsmn_cli.errors import UserError
 
@@ -21,6 +21,11 @@ _IO_ERRORS = {
     errno.EACCES: "permission denied",
     errno.EROFS: "read-only file system",
 }
+
+
+def is_storage_error(exc: BaseException) -> TypeGuard[OSError]:
+    """A full disk, a quota or a read-only or forbidden directory: the user's to fix, wherever it surfaces."""
+    return isinstance(exc, OSError) and exc.errno in _IO_ERRORS
 
 
 def describe_os_error(exc: OSError, path: Path | str) -> UserError:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bifsmn_cli.config import Bool, Float, List, Str
 from bifsmn_cli.console import info
+from bifsmn_cli.errors import UserError
 from bifsmn_cli.nn.binarizers import BINARIZERS
 from bifsmn_cli.nn.checkpoint import load_model, save_model
 from bifsmn_cli.nn.dfsmn import DFSMN, load_teacher_into_student
@@ -39,18 +41,16 @@ MODEL_FILE = "student.pt"
 def run(ctx: StageContext) -> dict[str, Any]:
     c = ctx.config
     loaded = training.load_data(ctx)
-    teacher = load_model(
-        ctx.input_dir("train-teacher") / TEACHER_FILE, expect_classes=len(loaded.classes)
-    ).model
-    student = DFSMN(
-        training.model_config(ctx, loaded), binarizer=c["binarizer"], variants=tuple(c["variants"])
-    )
+    teacher_path = ctx.input_dir("train-teacher") / TEACHER_FILE
+    teacher = load_model(teacher_path, expect_classes=len(loaded.classes)).model
+    student = training.new_model(ctx, loaded, binarizer=c["binarizer"], variants=tuple(c["variants"]))
     if c["init_from_teacher"]:
         untouched = load_teacher_into_student(student, teacher.state_dict())
         info(f"student initialised from the teacher ({len(untouched)} tensors kept their own init)")
     hed = HED(
         HEDConfig(select=c["hed_select"], wavelet=c["hed_wavelet"], mode=c["hed_mode"], alpha=c["hed_alpha"])
     )
+    _check_teacher(teacher_path, teacher, student, hed.enabled)
     cfg = training.train_config(ctx, c)
     with distributed(cfg.device) as writer, training.EpochProgress(cfg.epochs, "student") as bar:
         result = train(
@@ -73,3 +73,21 @@ def run(ctx: StageContext) -> dict[str, Any]:
             ctx.out_dir / MODEL_FILE, student.cpu(), loaded.classes, loaded.frontend_cfg.to_dict(), metrics
         )
     return metrics
+
+
+def _check_teacher(path: Path, teacher: DFSMN, student: DFSMN, hed: bool) -> None:
+    """The teacher runs on the student's input and HED compares their block outputs: a teacher trained with
+    another `model` or `featurize` section (a stale train-teacher) would otherwise fail deep inside training."""
+    t, s = teacher.cfg, student.cfg
+    checks = [("input (mels, frames)", (t.n_mels, t.frames), (s.n_mels, s.frames))]
+    if hed:
+        checks += [
+            ("backbone width", t.backbone_size, s.backbone_size),
+            ("block time steps", t.frontend_shape()[1], s.frontend_shape()[1]),
+        ]
+    for what, theirs, ours in checks:
+        if theirs != ours:
+            raise UserError(
+                f"{path}: the teacher's {what} {theirs} differs from the student's {ours}; retrain the teacher "
+                "with this pipeline (bifsmn train-teacher --force)"
+            )

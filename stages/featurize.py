@@ -96,12 +96,20 @@ def _eval_silence(noises: list[np.ndarray], seed: int, split: str, index: int) -
     return (window * rng.uniform(0.0, 1.0)).astype(np.float32)
 
 
-def _load_noises(root: Path, names: list[str], downmix: bool, report: _Report) -> dict[str, np.ndarray]:
+def _strict_error(path: Path, reason: str) -> UserError:
+    return UserError(f"{path}: {reason}; fix or remove the file, or set featurize.strict: false")
+
+
+def _load_noises(
+    root: Path, names: list[str], downmix: bool, strict: bool, report: _Report
+) -> dict[str, np.ndarray]:
     noises = {}
     for rel in names:
         try:
             clip = read_clip(root / rel, downmix)
         except BadClip as exc:
+            if strict:
+                raise _strict_error(root / rel, str(exc)) from None
             report.bad.append({"file": rel, "reason": str(exc)})
             continue
         noises[Path(rel).stem] = clip.wave.astype(np.float32)
@@ -131,7 +139,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         split_source["testing"] = "official test archive"
 
     report = _Report()
-    noises = _load_noises(root, corpus.noises, c["downmix"], report)
+    noises = _load_noises(root, corpus.noises, c["downmix"], c["strict"], report)
     if not noises:
         warn(f"{root}: no _background_noise_ clips; silence stays silent and the augmenter adds no noise")
     save_noises(ctx.out_dir, noises)
@@ -247,9 +255,7 @@ def _pack_split(
             bar.advance()
             if item.path is not None and clip is None:
                 if strict:
-                    raise UserError(
-                        f"{root / item.path}: {note}; fix or remove the file, or set featurize.strict: false"
-                    )
+                    raise _strict_error(root / item.path, note)
                 report.bad.append({"file": str(item.path), "reason": note})
                 continue
             if clip is not None:

@@ -15,7 +15,14 @@ from bifsmn_cli import __version__
 from bifsmn_cli.config import Pipeline, Schema, load_pipeline
 from bifsmn_cli.console import info
 from bifsmn_cli.errors import BifsmnError, UserError
-from bifsmn_cli.fsutil import WorkspaceLock, atomic_write_json, sha256_file, sha256_json
+from bifsmn_cli.fsutil import (
+    WorkspaceLock,
+    atomic_write_json,
+    describe_os_error,
+    is_storage_error,
+    sha256_file,
+    sha256_json,
+)
 from bifsmn_cli.train.distributed import process_rank
 from stages import STAGES, stage_module
 from stages.base import MANIFEST, STATE_DIR, StageContext, StageSpec, read_manifest, stage_dir
@@ -178,11 +185,14 @@ def run_stage(pipeline: Pipeline, name: str, force: bool = False, resume: bool =
     try:
         metrics = module.run(ctx) or {}
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, BifsmnError) else f"{type(exc).__name__}: {exc}"
+        error = describe_os_error(exc, exc.filename or out_dir) if is_storage_error(exc) else exc
+        message = str(error) if isinstance(error, BifsmnError) else f"{type(error).__name__}: {error}"
         try:
             atomic_write_json(out_dir / FAILED, {"stage": name, "error": message, "time": _now()})
         except BifsmnError:
             pass  # the disk is what failed; the missing manifest already marks the stage as not done
+        if error is not exc:  # a library writing on its own met a full disk: a user error, not a bug
+            raise error from None
         raise
     manifest = {
         "stage": name,

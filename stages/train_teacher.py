@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from bifsmn_cli.nn.checkpoint import save_model
-from bifsmn_cli.nn.dfsmn import DFSMN
 from bifsmn_cli.train.distributed import distributed
 from bifsmn_cli.train.loop import train
 from stages import training
@@ -25,7 +24,7 @@ MODEL_FILE = "teacher.pt"
 def run(ctx: StageContext) -> dict[str, Any]:
     loaded = training.load_data(ctx)
     cfg = training.train_config(ctx, ctx.config)
-    model = DFSMN(training.model_config(ctx, loaded))
+    model = training.new_model(ctx, loaded)
     with distributed(cfg.device) as writer, training.EpochProgress(cfg.epochs, "teacher") as bar:
         result = train(
             model,

@@ -14,7 +14,7 @@ from bifsmn_cli.config import schema_from_dataclass
 from bifsmn_cli.console import info, progress
 from bifsmn_cli.data import packed
 from bifsmn_cli.fsutil import atomic_write_json
-from bifsmn_cli.nn.dfsmn import ModelConfig
+from bifsmn_cli.nn.dfsmn import DFSMN, ModelConfig
 from bifsmn_cli.train.loop import EvalResult, Split, TrainConfig, TrainData, TrainResult
 from bifsmn_cli.train.metrics import plot_confusion, plot_history
 from stages.base import StageContext
@@ -76,6 +76,13 @@ def model_config(ctx: StageContext, loaded: Loaded) -> ModelConfig:
             "num_classes": len(loaded.classes),
         }
     )
+
+
+def new_model(ctx: StageContext, loaded: Loaded, **kwargs: Any) -> DFSMN:
+    """The model at its initial weights, drawn from the pipeline seed: torch seeds its default generator
+    randomly per process, so an unseeded init would make every run (and a resumed one's reference) differ."""
+    torch.manual_seed(ctx.seed)
+    return DFSMN(model_config(ctx, loaded), **kwargs)
 
 
 def train_config(ctx: StageContext, section: dict[str, Any]) -> TrainConfig:

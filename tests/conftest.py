@@ -1,10 +1,17 @@
-"""Shared fixtures: a way to run the real CLI in a subprocess, as a user would."""
+"""Shared test helpers: the real CLI (subprocess, background or in-process) and a local HTTP file server."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -39,3 +46,122 @@ def assert_user_error(result, *fragments: str) -> None:
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
     for fragment in fragments:
         assert fragment in err, (fragment, err)
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `bifsmn ARGS...` without waiting, so a test can kill it part-way (output goes to pipes)."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    full_env.pop("BIFSMN_DEBUG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bifsmn_cli", *args],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def invoke_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run `bifsmn ARGS...` in this process through the real entry point: the same exit code and output as
+    `run_cli` (a BifsmnError or any other exception becomes one line) without paying a fresh interpreter and
+    torch import per call."""
+    from bifsmn_cli.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["bifsmn", *args]
+    code: int | str | None = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.argv = argv
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess(["bifsmn", *args], returncode, out.getvalue(), err.getvalue())
+
+
+class FileServer:
+    """Serves in-memory files on 127.0.0.1 with HTTP Range support; can cut a response short, ignore Range or
+    send slowly (`chunk_delay` seconds between 64 KiB chunks), and logs every request as (name, Range)."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        # name -> bytes to send before dropping the connection, per request
+        self.cuts: dict[str, list[int]] = {}
+        self.ignore_range: set[str] = set()
+        self.chunk_delay = 0.0
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                name = self.path.lstrip("/")
+                server.requests.append((name, self.headers.get("Range")))
+                if name not in server.files:
+                    self.send_error(404)
+                    return
+                data, start = server.files[name], 0
+                match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+                if match and name not in server.ignore_range:
+                    start = int(match[1])
+                    if start >= len(data):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                cut = server.cuts.get(name, [])
+                body = data[start:]
+                if cut:
+                    self.wfile.write(body[: cut.pop(0)])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if not server.chunk_delay:
+                    self.wfile.write(body)
+                    return
+                try:
+                    for i in range(0, len(body), server.CHUNK):
+                        self.wfile.write(body[i : i + server.CHUNK])
+                        self.wfile.flush()
+                        time.sleep(server.chunk_delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client was killed mid-transfer, which is what slow serving is for
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = FileServer()
+    yield s
+    s.close()
+
+
+def closed_port_url() -> str:
+    """A URL on a local port nothing listens on: connecting to it is refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}/"

@@ -66,7 +66,9 @@ def test_host_metrics(host_build):
         assert "-mavx2" in host["file_flags"]["kernels/bgemm/bgemm_avx2.c"]
     tests = host["tests"]
     assert tests["failed"] == 0 and tests["passed"] == tests["total"] >= 3
-    assert {"kernels", "frontend", "loader", "fuzz_regressions_loader", "fuzz_regressions_wav"} <= set(tests["tests"])
+    assert {"kernels", "frontend", "loader", "fuzz_regressions_loader", "fuzz_regressions_wav"} <= set(
+        tests["tests"]
+    )
     assert all(t["status"] == "run" for t in tests["tests"].values())
     ctest_log = (out / "host" / "ctest.log").read_text()
     assert f"100% tests passed out of {tests['total']}" in ctest_log

@@ -6,89 +6,15 @@ import hashlib
 import io
 import json
 import random
-import re
-import socket
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import assert_user_error
+from conftest import assert_user_error, closed_port_url
 from test_corpus import write_corpus
 
 from bifsmn_cli.data.download import fetch, safe_extract
 from bifsmn_cli.errors import UserError
-
-
-class FileServer:
-    """Serves in-memory files with HTTP Range support; can cut a response short or ignore Range, and logs requests."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.cuts: dict[
-            str, list[int]
-        ] = {}  # name -> bytes to send before dropping the connection, per request
-        self.ignore_range: set[str] = set()
-        self.requests: list[tuple[str, str | None]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                name = self.path.lstrip("/")
-                server.requests.append((name, self.headers.get("Range")))
-                if name not in server.files:
-                    self.send_error(404)
-                    return
-                data, start = server.files[name], 0
-                match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-                if match and name not in server.ignore_range:
-                    start = int(match[1])
-                    if start >= len(data):
-                        self.send_error(416)
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                cut = server.cuts.get(name, [])
-                body = data[start:]
-                if cut:
-                    self.wfile.write(body[: cut.pop(0)])
-                    self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server():
-    s = FileServer()
-    yield s
-    s.close()
-
-
-def closed_port_url() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/"
 
 
 def make_tar(members: dict[str, bytes], links: dict[str, tuple[str, bytes]] | None = None) -> bytes:

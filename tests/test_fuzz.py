@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ FUZZ_SECONDS = int(os.environ.get("BIFSMN_FUZZ_SECONDS", "30"))
 def _load_driver():
     spec = importlib.util.spec_from_file_location("bifsmn_fuzz_driver", build.CSRC / "fuzz" / "fuzz.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)
     return module
 
@@ -45,7 +47,9 @@ def fuzz_build(tmp_path_factory):
 
 def test_seeds_are_inputs_the_engine_runs(fuzz_build, tmp_path):
     build_dir, _ = fuzz_build
-    build.build(build_dir, build_dir / "fuzz-build.log", 2, targets=["bifsmn"])  # the plain library, same sources
+    build.build(
+        build_dir, build_dir / "fuzz-build.log", 2, targets=["bifsmn"]
+    )  # the plain library, same sources
     lib = Library(build_dir / "libbifsmn.so")
     models = fuzz.write_seeds("loader", tmp_path / "loader")
     assert [p.name for p in models] == ["student-1x.bfsm", "student-0.5x.bfsm", "teacher.bfsm"]
@@ -64,7 +68,9 @@ def test_short_fuzz_run_finds_no_crash(fuzz_build, tmp_path, target):
     seeds = tmp_path / "seeds"
     fuzz.write_seeds(target, seeds)
     run = fuzz.run_target(target, binaries[target], tmp_path, FUZZ_SECONDS, seeds)
-    print(f"{target}: {run.execs} executions in {run.seconds} s, cov {run.coverage}, corpus {run.corpus_units}")
+    print(
+        f"{target}: {run.execs} executions in {run.seconds} s, cov {run.coverage}, corpus {run.corpus_units}"
+    )
     log = open(run.log).read()
     assert run.exit_code == 0 and not run.crashes, log[-3000:]
     assert run.execs > 0 and run.coverage > 0 and run.corpus_units > 0, log[-3000:]

@@ -7,9 +7,9 @@ import json
 import shutil
 
 import numpy as np
-from conftest import ROOT, assert_user_error
+from conftest import ROOT, FileServer, assert_user_error
 from test_corpus import write_corpus
-from test_download import FileServer, sha, tar_directory
+from test_download import sha, tar_directory
 from test_synth import needs_espeak
 
 from bifsmn_cli.data.corpus import COMMAND_WORDS, SILENCE, UNKNOWN

@@ -124,7 +124,7 @@ class Augmenter:
         width = max([clip_samples, *lengths])
         self.noise = torch.zeros(len(noises), width)
         for i, n in enumerate(noises):
-            self.noise[i, : len(n)] = torch.from_numpy(np.asarray(n, dtype=np.float32))
+            self.noise[i, : len(n)] = torch.from_numpy(np.array(n, dtype=np.float32))
         self.noise_lengths = torch.tensor(lengths, dtype=torch.long)
         self.factors = config.speed_factors() if config.speed_prob > 0 else []
         self.resamplers = {

@@ -84,14 +84,22 @@ class NpyAppender:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is None:
-                self._fh.seek(0)
-                self._fh.write(_header(self.dtype, (self.rows, *self.row_shape), self._header_size))
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-            self._fh.close()
-        finally:
-            self._atomic.__exit__(exc_type, exc, tb)
+            try:
+                if exc_type is None:
+                    self._fh.seek(0)
+                    self._fh.write(_header(self.dtype, (self.rows, *self.row_shape), self._header_size))
+                    self._fh.flush()
+                    os.fsync(self._fh.fileno())
+            finally:
+                self._fh.close()
+        except OSError as err:  # buffered rows meet a full disk only here: discard the file, never rename it
+            failure = describe_os_error(err, self.path)
+            self._atomic.__exit__(UserError, failure, None)
+            raise failure from None
+        except BaseException as err:
+            self._atomic.__exit__(type(err), err, err.__traceback__)
+            raise
+        self._atomic.__exit__(exc_type, exc, tb)
 
 
 @dataclass

@@ -173,7 +173,14 @@ def _run(cmd: list[str], log: Path, what: str, cwd: Path | None = None) -> None:
         result = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd)
     if result.returncode != 0:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
-        at = next((i for i, line in enumerate(lines) if re.search(r"error|Error", line)), len(lines) - 1)
+        at = next(
+            (
+                i
+                for i, line in enumerate(lines)
+                if re.search(r"error|Error", line) and not line.startswith("$ ")
+            ),
+            len(lines) - 1,
+        )
         first = lines[at] if lines else ""
         if first.startswith("CMake Error"):  # "CMake Error at file:line (message):", the message follows
             first = " ".join([first, *(line for line in lines[at + 1 : at + 4] if line)])

@@ -397,7 +397,15 @@ class QConv1d(nn.Conv1d):
             x = self.binarizer.quantize_input(x)
         if self.pad != (0, 0):
             x = F.pad(x, self.pad)
-        return F.conv1d(x, self.quantized_weight(), self.bias, self.stride, 0, self.dilation, self.groups)
+        w = self.quantized_weight()
+        if self.groups == self.in_channels == self.out_channels and self.stride == (1,):
+            # depthwise over a handful of frames: a sum of shifted products trains ~2x faster on CPU than
+            # oneDNN's grouped convolution, whose backward dominates the step at these tiny shapes
+            d, taps = self.dilation[0], w.shape[-1]
+            steps = x.shape[-1] - d * (taps - 1)
+            out = sum(w[:, 0, k, None] * x[..., k * d : k * d + steps] for k in range(taps))
+            return out if self.bias is None else out + self.bias[:, None]
+        return F.conv1d(x, w, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 class QConv2d(nn.Conv2d):

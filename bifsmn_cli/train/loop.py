@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bifsmn_cli.errors import UserError
@@ -77,6 +78,16 @@ class TrainConfig:
     )
     variant_weights: list[float] = field(
         default_factory=list, metadata={"help": "loss weight per trained variant; empty = the depth ratios"}
+    )
+    kd_weight: float = field(
+        default=0.0,
+        metadata={
+            "min": 0.0,
+            "help": "weight of the teacher-logit distillation (KL) added to each variant's CE",
+        },
+    )
+    kd_temperature: float = field(
+        default=1.0, metadata={"min": 0.1, "help": "softmax temperature of that KL"}
     )
     eval_batch_size: int = field(default=512, metadata={"min": 1, "help": "batch size of evaluation"})
     seed: int = field(default=0, metadata={"help": "seed of data order, augmentation and dropout"})
@@ -295,6 +306,17 @@ def _ordered(accs: dict[str, float], variants: Sequence[str]) -> bool:
     return all(accs[a] >= accs[b] for a, b in zip(by_depth, by_depth[1:], strict=False))
 
 
+def _kd(logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """Hinton's KL(teacher || student) on softened logits, scaled by T^2 so its gradients keep their size."""
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(logits / t, dim=1),
+        F.log_softmax(teacher_logits / t, dim=1),
+        log_target=True,
+        reduction="batchmean",
+    ) * (t * t)
+
+
 def _joint_loss(
     outputs: dict[str, Any],
     labels: Tensor,
@@ -302,15 +324,21 @@ def _joint_loss(
     criterion: nn.Module,
     hed: HED | None,
     targets: list[Tensor] | None,
+    teacher_logits: Tensor | None = None,
+    cfg: TrainConfig | None = None,
 ) -> Tensor:
-    """sum_v w_v (CE_v + alpha HED_v); `outputs[v]` is logits, or (logits, blocks) when distilling."""
+    """sum_v w_v (CE_v + alpha HED_v [+ kd KL_v]); `outputs[v]` is logits, or (logits, blocks) when distilling."""
     loss = labels.new_zeros((), dtype=torch.float32)
     for v, w in weights.items():
         if targets is None:
-            loss = loss + w * criterion(outputs[v], labels)
+            logits, term = outputs[v], 0.0
         else:
             logits, blocks = outputs[v]
-            loss = loss + w * (criterion(logits, labels) + hed.cfg.alpha * hed(blocks, targets))
+            term = hed.cfg.alpha * hed(blocks, targets)
+        term = term + criterion(logits, labels)
+        if teacher_logits is not None:
+            term = term + cfg.kd_weight * _kd(logits, teacher_logits, cfg.kd_temperature)
+        loss = loss + w * term
     return loss
 
 
@@ -357,16 +385,18 @@ def train(
     if cfg.batch_size % world:
         raise UserError(f"train.batch_size: {cfg.batch_size} does not split evenly over {world} processes")
     distill = hed is not None and hed.enabled
-    if distill and teacher is None:
-        raise UserError("distillation with HED needs a teacher model")
+    use_kd = cfg.kd_weight > 0
+    if (distill or use_kd) and teacher is None:
+        raise UserError("distillation (HED or kd_weight) needs a teacher model")
     if augment is not None and (data.train.waves is None or frontend is None):
         raise UserError("training with augmentation needs the training waves and a frontend")
 
     model.to(device)
-    if distill:
+    if distill or use_kd:
         teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
+    if distill:
         hed.to(device)
     train_feats = None if augment is not None else _features(data.train, frontend, "train")
     val_feats = _features(data.val, frontend, "val")
@@ -392,8 +422,14 @@ def train(
     start_epoch, history, skipped = 0, [], 0
     best: dict[str, dict[str, Any] | None] = {"ordered": None, "any": None}
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["fingerprint"] != fingerprint:
+        try:
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # torch raises many types for a damaged zip/pickle
+            raise UserError(
+                f"{ckpt_path}: corrupt or unreadable checkpoint ({type(exc).__name__}); "
+                "rerun with --force to start the stage over"
+            ) from None
+        if not isinstance(ckpt, dict) or ckpt.get("fingerprint") != fingerprint:
             raise UserError(
                 f"{ckpt_path}: written with different settings; rerun without resuming (force the stage)"
             )
@@ -440,12 +476,21 @@ def train(
                 else:
                     feats = train_feats[batch].to(device)
                 labels = labels.to(device)
-                targets = None
-                if distill:
+                targets = teacher_logits = None
+                if distill or use_kd:
                     with torch.no_grad():
-                        targets = hed.targets(teacher(feats, return_blocks=True)[1])
+                        teacher_logits, teacher_blocks = teacher(feats, return_blocks=True)
+                    targets = hed.targets(teacher_blocks) if distill else None
+                    teacher_logits = teacher_logits if use_kd else None
                 loss = _joint_loss(
-                    joint(feats), labels, dict(zip(variants, weights, strict=True)), criterion, hed, targets
+                    joint(feats),
+                    labels,
+                    dict(zip(variants, weights, strict=True)),
+                    criterion,
+                    hed,
+                    targets,
+                    teacher_logits,
+                    cfg,
                 )
                 extra = model.pop_extra_loss()
                 if extra is not None:
@@ -541,5 +586,6 @@ def train(
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # through a Python file object: torch.save to a path reports a full disk as a bare RuntimeError
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)

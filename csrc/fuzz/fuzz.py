@@ -188,7 +188,9 @@ def run_target(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=600, help="fuzzing time per target")
-    parser.add_argument("--out", type=Path, default=CSRC / "build" / "fuzz", help="build, corpus and crash dir")
+    parser.add_argument(
+        "--out", type=Path, default=CSRC / "build" / "fuzz", help="build, corpus and crash dir"
+    )
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument("--jobs", type=int, default=2, help="parallel compile jobs")
     args = parser.parse_args(argv)

@@ -1,16 +1,22 @@
-/* bifsmn-infer: classify WAV clips with a .bfsm model and print the top classes. */
+/* bifsmn-infer: classify WAV clips with a .bfsm model and print the top classes, or time the model (--bench). */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime(CLOCK_MONOTONIC) under -std=c11 */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bifsmn.h"
 #include "wav.h"
 
 static const char usage[] =
     "usage: bifsmn-infer [--top N] [--json] [--kernel auto|ref|avx2|avx512|neon] MODEL.bfsm CLIP.wav...\n"
+    "       bifsmn-infer --bench N [--warmup W] [--bench-path both|net|e2e] [--kernel K] MODEL.bfsm CLIP.wav\n"
     "Clips must be 16-bit PCM mono at the model's sample rate; shorter clips are zero-padded at the end and\n"
     "longer ones truncated to the model's clip length. Scores are softmax probabilities (logits in --json).\n"
+    "--bench N times N runs (after W untimed ones, default 10) on the first clip of the network alone (net:\n"
+    "features in, scores out) and of front end + network (e2e: PCM in), alternating the two, and prints one\n"
+    "JSON object with every run's nanoseconds (net_ns, e2e_ns; CLOCK_MONOTONIC) instead of classes.\n"
     "Exit status: 0 all clips classified, 1 a clip or the model failed, 2 bad arguments.\n";
 
 static void json_string(const char *s)
@@ -39,8 +45,8 @@ static int parse_kernel(const char *s, bifsmn_impl *out)
     return -1;
 }
 
-/* Classifies one clip into logits; returns 0 or -1 with a reason in msg. */
-static int classify(bifsmn_model *model, const char *path, int16_t *pcm, float *logits, char *msg, size_t msg_len)
+/* Reads one clip into the model's clip length of PCM; returns 0 or -1 with a reason in msg. */
+static int load_clip(const bifsmn_model *model, const char *path, int16_t *pcm, char *msg, size_t msg_len)
 {
     bifsmn_wav wav;
     if (bifsmn_wav_read(path, &wav, msg, msg_len) != 0)
@@ -52,12 +58,26 @@ static int classify(bifsmn_model *model, const char *path, int16_t *pcm, float *
         bifsmn_wav_free(&wav);
         return -1;
     }
+    if (wav.n_frames == 0) { /* padding would classify pure silence as if it were the clip */
+        snprintf(msg, msg_len, "empty (no samples)");
+        bifsmn_wav_free(&wav);
+        return -1;
+    }
     const size_t n = (size_t)bifsmn_num_samples(model);
     const size_t copy = wav.n_frames < n ? wav.n_frames : n;
     memcpy(pcm, wav.samples, copy * sizeof(int16_t));
     memset(pcm + copy, 0, (n - copy) * sizeof(int16_t));
     bifsmn_wav_free(&wav);
-    const int rc = bifsmn_run_pcm(model, pcm, n, logits, (size_t)bifsmn_num_classes(model));
+    return 0;
+}
+
+/* Classifies one clip into logits; returns 0 or -1 with a reason in msg. */
+static int classify(bifsmn_model *model, const char *path, int16_t *pcm, float *logits, char *msg, size_t msg_len)
+{
+    if (load_clip(model, path, pcm, msg, msg_len) != 0)
+        return -1;
+    const int rc = bifsmn_run_pcm(model, pcm, (size_t)bifsmn_num_samples(model), logits,
+                                  (size_t)bifsmn_num_classes(model));
     if (rc != BIFSMN_OK) {
         snprintf(msg, msg_len, "%s", bifsmn_strerror(rc));
         return -1;
@@ -65,9 +85,98 @@ static int classify(bifsmn_model *model, const char *path, int16_t *pcm, float *
     return 0;
 }
 
+enum { BENCH_NET = 1, BENCH_E2E = 2 };
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void print_times(const char *key, const int64_t *ns, long runs)
+{
+    printf(", \"%s\": [", key);
+    for (long i = 0; i < runs; i++)
+        printf("%s%lld", i ? ", " : "", (long long)ns[i]);
+    printf("]");
+}
+
+/* --bench: the paths alternate run by run, so that drift on a shared machine weighs on both alike. The
+   features of the network-alone path are computed once by the model's own front end. */
+static int bench(bifsmn_model *model, const char *model_path, const char *clip, long runs, long warmup, int paths)
+{
+    char msg[512];
+    const size_t n = (size_t)bifsmn_num_samples(model), nc = (size_t)bifsmn_num_classes(model);
+    const size_t nf = (size_t)bifsmn_num_mels(model) * (size_t)bifsmn_num_frames(model);
+    int16_t *pcm = malloc(sizeof(int16_t) * n);
+    float *features = malloc(sizeof(float) * nf), *scores = malloc(sizeof(float) * nc);
+    int64_t *net = calloc((size_t)runs, sizeof(int64_t)), *e2e = calloc((size_t)runs, sizeof(int64_t));
+    int status = 1;
+    if (!pcm || !features || !scores || !net || !e2e) {
+        fprintf(stderr, "bifsmn-infer: out of memory for %ld runs\n", runs);
+        goto done;
+    }
+    if (load_clip(model, clip, pcm, msg, sizeof msg) != 0) {
+        fprintf(stderr, "bifsmn-infer: %s: %s\n", clip, msg);
+        goto done;
+    }
+    int rc = bifsmn_features_pcm(model, pcm, n, features, nf);
+    for (long i = -warmup; i < runs && rc == BIFSMN_OK; i++) {
+        int64_t t0 = now_ns();
+        if (paths & BENCH_NET) {
+            rc = bifsmn_run_features(model, features, nf, scores, nc);
+            const int64_t t1 = now_ns();
+            if (i >= 0)
+                net[i] = t1 - t0;
+            t0 = t1;
+        }
+        if ((paths & BENCH_E2E) && rc == BIFSMN_OK) {
+            rc = bifsmn_run_pcm(model, pcm, n, scores, nc);
+            if (i >= 0)
+                e2e[i] = now_ns() - t0;
+        }
+    }
+    if (rc != BIFSMN_OK) {
+        fprintf(stderr, "bifsmn-infer: %s: %s\n", model_path, bifsmn_strerror(rc));
+        goto done;
+    }
+    printf("{\"model\": ");
+    json_string(model_path);
+    printf(", \"clip\": ");
+    json_string(clip);
+    printf(", \"variant\": ");
+    json_string(bifsmn_variant(model));
+    printf(", \"binary\": %s, \"kernel\": ", bifsmn_is_binary(model) ? "true" : "false");
+    json_string(bifsmn_kernel_name(model));
+    printf(", \"warmup\": %ld, \"runs\": %ld", warmup, runs);
+    if (paths & BENCH_NET)
+        print_times("net_ns", net, runs);
+    if (paths & BENCH_E2E)
+        print_times("e2e_ns", e2e, runs);
+    printf("}\n");
+    status = 0;
+done:
+    free(pcm);
+    free(features);
+    free(scores);
+    free(net);
+    free(e2e);
+    return status;
+}
+
+/* A non-negative count option; -1 when the text is not one. */
+static long parse_count(const char *s, long max)
+{
+    char *end;
+    const long v = strtol(s, &end, 10);
+    return (*s && !*end && v >= 0 && v <= max) ? v : -1;
+}
+
 int main(int argc, char **argv)
 {
-    int top = 3, json = 0, first = 1;
+    int top = 3, json = 0, first = 1, paths = BENCH_NET | BENCH_E2E;
+    long runs = 0, warmup = 10;
     bifsmn_impl kernel = BIFSMN_IMPL_AUTO;
     for (; first < argc && strncmp(argv[first], "--", 2) == 0; first++) {
         const char *opt = argv[first];
@@ -87,6 +196,24 @@ int main(int argc, char **argv)
                 return 2;
             }
             top = (int)v;
+        } else if (strcmp(opt, "--bench") == 0 && first + 1 < argc) {
+            if ((runs = parse_count(argv[++first], 100000000)) < 1) {
+                fprintf(stderr, "bifsmn-infer: --bench needs a positive integer, got '%s'\n", argv[first]);
+                return 2;
+            }
+        } else if (strcmp(opt, "--warmup") == 0 && first + 1 < argc) {
+            if ((warmup = parse_count(argv[++first], 100000000)) < 0) {
+                fprintf(stderr, "bifsmn-infer: --warmup needs a non-negative integer, got '%s'\n", argv[first]);
+                return 2;
+            }
+        } else if (strcmp(opt, "--bench-path") == 0 && first + 1 < argc) {
+            const char *p = argv[++first];
+            paths = strcmp(p, "net") == 0 ? BENCH_NET : strcmp(p, "e2e") == 0 ? BENCH_E2E
+                    : strcmp(p, "both") == 0 ? BENCH_NET | BENCH_E2E : 0;
+            if (!paths) {
+                fprintf(stderr, "bifsmn-infer: --bench-path needs both, net or e2e, got '%s'\n", p);
+                return 2;
+            }
         } else if (strcmp(opt, "--kernel") == 0 && first + 1 < argc) {
             if (parse_kernel(argv[++first], &kernel) != 0) {
                 fprintf(stderr, "bifsmn-infer: unknown kernel '%s'\n%s", argv[first], usage);
@@ -107,6 +234,11 @@ int main(int argc, char **argv)
     if (rc != BIFSMN_OK) {
         fprintf(stderr, "bifsmn-infer: %s: %s (%s)\n", argv[first], msg, bifsmn_strerror(rc));
         return 1;
+    }
+    if (runs > 0) {
+        const int status = bench(model, argv[first], argv[first + 1], runs, warmup, paths);
+        bifsmn_free(model);
+        return status;
     }
     const int nc = bifsmn_num_classes(model);
     if (top > nc)

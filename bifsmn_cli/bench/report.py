@@ -1,0 +1,429 @@
+"""bench.json -> report.md (tables readable on their own), the console's headline table and manifest metrics.
+
+The paper's figures appear beside ours where they compare, always labelled as the paper's: they were measured
+on other data (Speech Commands V1-12) and hardware (a Cortex-A53 board), so they are context, not targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+PAPER = {
+    "source": "Qin et al., BiFSMN: Binary Neural Network for Keyword Spotting, IJCAI 2022",
+    "accuracy_drop_below_pct": 3.0,  # 1x student vs full precision, Speech Commands V1-12
+    "speedup_cortex_a53": {"1x": 10.9, "0.5x": 15.5, "0.25x": 22.3},  # vs the full-precision network
+    "storage_saving": 15.5,
+}
+TEACHER = "teacher"
+# bench.json's units, by key (or key suffix); ratios are plain numbers (x times)
+UNITS = {
+    "accuracy": "fraction of clips in [0, 1] (pytorch, engine, engine_e2e, agreement, agreement_e2e)",
+    "*_us": "microseconds",
+    "*_ms": "milliseconds",
+    "*_mhz": "MHz",
+    "*_bytes": "bytes",
+    "gbit_macs_per_s": "1e9 binary multiply-accumulates (XNOR-popcount bit pairs) per second",
+    "gflops_per_s": "1e9 float32 operations per second (2 per multiply-accumulate)",
+    "float32_gflops / binary_gbit_macs": "estimated per-core peak, same units as above",
+    "*_per_cycle": "operations per CPU cycle (bit-MACs, MACs or FLOPs as named)",
+    "*_insns": "executed aarch64 instructions per inference",
+    "params / real_macs / binary_ops / flops": "counts per 1-s clip (FLOPs = real MACs + binary ops / 64)",
+    "ratio / *_over_* / *_estimate / fraction_of_peak": "dimensionless ratios",
+}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}"
+
+
+def _us(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.1f}"
+
+
+def _x(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}x"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def engine_contender(results: dict[str, Any], model: str) -> dict[str, Any] | None:
+    """The model's engine contender with the first configured kernel."""
+    first = results["config"]["kernels"][0]
+    for c in results["latency"]["contenders"]:
+        if c["kind"] == "engine" and c["model"] == model and c.get("kernel") == first:
+            return c
+    return None
+
+
+def _speedup(
+    results: dict[str, Any], model: str, baseline_kind: str, path: str = "net"
+) -> dict[str, Any] | None:
+    first = results["config"]["kernels"][0]
+    for s in results["latency"]["speedups"]:
+        base = next(c for c in results["latency"]["contenders"] if c["name"] == s["baseline"])
+        if s["model"] == model and s["path"] == path and base["kind"] == baseline_kind:
+            if baseline_kind != "engine" or base.get("kernel") == first:
+                return s
+    return None
+
+
+def headline_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per exported model: accuracy in both runtimes, cost, size, engine latency and speed-up."""
+    rows = []
+    acc = results["accuracy"]["models"]
+    for m, a in acc.items():
+        engine = engine_contender(results, m) or {}
+        speed = _speedup(results, m, "engine")
+        size = (
+            results["storage"]["teacher"]["bfsm_bytes"]
+            if m == TEACHER
+            else (results["storage"]["variants"][m]["bfsm_bytes"])
+        )
+        rows.append(
+            {
+                "model": m,
+                "pytorch": a["pytorch"],
+                "engine": a["engine"],
+                "flops": results["complexity"][m]["flops"],
+                "bytes": size,
+                "net_us": engine.get("net", {}).get("median_us"),
+                "e2e_us": engine.get("e2e", {}).get("median_us"),
+                "speedup": 1.0 if m == TEACHER else (speed["ratio"] if speed else None),
+                "paper_speedup": PAPER["speedup_cortex_a53"].get(m),
+            }
+        )
+    return rows
+
+
+def headline_table(results: dict[str, Any]) -> Table:
+    """Compact enough for an 80-column terminal: MFLOPs, KiB; the speed-up is the engine's fp teacher over the
+    model, network alone, on this machine."""
+    host = results["machine"]
+    table = Table(
+        title=f"bifsmn bench: {results['split']['name']} split, {host['cpu_model']}, one thread",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("model", "torch %", "engine %", "MFLOPs", "KiB", "net µs", "e2e µs", "vs fp", "paper"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in headline_rows(results):
+        table.add_row(
+            r["model"], _pct(r["pytorch"]), _pct(r["engine"]), f"{r['flops'] / 1e6:.3f}", f"{r['bytes'] / 1024:.1f}",
+            _us(r["net_us"]), _us(r["e2e_us"]), _x(r["speedup"]),
+            _x(r["paper_speedup"]) if r["paper_speedup"] else "",
+        )  # fmt: skip
+    table.caption = (
+        "vs fp: engine fp teacher / engine model (network alone); paper: Cortex-A53, its own network"
+    )
+    return table
+
+
+def metrics(results: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's flat summary: accuracies, engine latencies and speed-ups, storage ratios."""
+    out: dict[str, Any] = {"split": results["split"]["name"]}
+    for r in headline_rows(results):
+        m = r["model"]
+        out[f"accuracy_{m}"] = r["engine"]
+        out[f"accuracy_pytorch_{m}"] = r["pytorch"]
+        out[f"latency_net_us_{m}"] = r["net_us"]
+        out[f"latency_e2e_us_{m}"] = r["e2e_us"]
+        if m != TEACHER:
+            out[f"speedup_net_{m}"] = r["speedup"]
+            out[f"storage_ratio_{m}"] = results["storage"]["variants"][m]["teacher_bfsm_over_bfsm"]
+    return out
+
+
+def _latency_section(lat: dict[str, Any], title: str) -> list[str]:
+    rows = []
+    for c in lat["contenders"]:
+        net, e2e = c["net"], c.get("e2e")
+        rows.append([
+            c["name"], c.get("resolved_kernel", c.get("kind", "")),
+            _us(net["median_us"]), _us(net["p90_us"]),
+            _us(e2e["median_us"]) if e2e else "n/a", _us(e2e["p90_us"]) if e2e else "n/a",
+            str(net["runs"]),
+        ])  # fmt: skip
+    out = [
+        f"### {title}\n",
+        f"{lat['rounds']} round-robin rounds x {lat['repeats']} timed runs after {lat['warmup']} warm-up runs per "
+        "contender and round; batch 1, one thread. net = features in, scores out; e2e = 16-bit PCM in (front "
+        "end + network).\n",
+        _table(
+            ["contender", "kernels", "net median µs", "net p90 µs", "e2e median µs", "e2e p90 µs", "runs"],
+            rows,
+        ),
+    ]
+    for kind, reason in lat.get("not_measured", {}).items():
+        out.append(f"- {kind}: not measured ({reason})\n")
+    for c in lat["contenders"]:
+        if "e2e_not_measured" in c:
+            out.append(f"- {c['name']}, e2e: not measured ({c['e2e_not_measured']})\n")
+    speed = [
+        [s["contender"], s["baseline"], s["path"], _x(s["ratio"]), f"{s['round_min']:.2f}-{s['round_max']:.2f}",
+         _x(PAPER["speedup_cortex_a53"].get(s["model"])) if s["baseline"].startswith("engine") and s["path"] == "net" else ""]
+        for s in lat["speedups"]
+    ]  # fmt: skip
+    if speed:
+        out += [
+            "\nSpeed-ups: baseline time / contender time, the median over rounds of the ratio of the two "
+            "round medians (drift between rounds cancels); the range is over rounds. The paper's figures are for "
+            "its own network on a Cortex-A53 board.\n",
+            _table(
+                ["binary", "full-precision baseline", "path", "speed-up", "per-round range", "paper (A53)"],
+                speed,
+            ),
+        ]
+    return out
+
+
+def _kernel_section(k: dict[str, Any]) -> list[str]:
+    peak = k["peak"]
+    out = ["## Kernel throughput (one thread)\n"]
+    if peak.get("estimated"):
+        out.append(
+            f"Peak per core, estimated: {peak['float32_gflops']:.1f} GFLOP/s float32 and "
+            f"{peak['binary_gbit_macs']:.1f} G bit-MACs/s binary ({peak['formula']}). An upper bound: CPUs that "
+            "split wide vector operations reach less, so the fractions are lower bounds.\n"
+        )
+    else:
+        out.append(f"Peak not estimated: {peak['reason']}.\n")
+    impls = k["implementations"]
+    rows = []
+    for s in k["shapes"]:
+        cells = [f"{s['name']} (x{s['layers']})" if s["layers"] > 1 else s["name"]]
+        for i in impls:
+            b = s["bgemm"][i]
+            cells.append(
+                f"{b['gbit_macs_per_s']:.1f}"
+                + (f" ({100 * b['fraction_of_peak']:.0f}%)" if "fraction_of_peak" in b else "")
+            )
+        for i in [*impls, "pytorch"]:
+            f = s["sgemm"][i]
+            cells.append(
+                f"{f['gflops_per_s']:.1f}"
+                + (f" ({100 * f['fraction_of_peak']:.0f}%)" if "fraction_of_peak" in f else "")
+            )
+        cells.append(f"{s['binary_vs_float_mac_ratio']:.1f}x")
+        rows.append(cells)
+    header = ["shape M x N x K", *(f"bgemm {i} Gbit-MAC/s" for i in impls)]
+    header += [*(f"sgemm {i} GFLOP/s" for i in impls), "PyTorch matmul GFLOP/s", "binary/float per MAC"]
+    out.append(_table(header, rows))
+    overhead = ", ".join(f"{i} {v:.2f} µs" for i, v in k["call_overhead_us"].items())
+    out.append(
+        f"\nPercentages are of the peak above. Each figure is the median of {k['samples']} samples of at least "
+        f"{k['min_sample_ms']:g} ms; the model's layers are small, so their figures include the per-call cost "
+        f"({overhead} for a 1 x 1 x 64 binary GEMM). binary/float per MAC: best binary bit-MACs/s over best "
+        "float MACs/s (FLOP/s / 2), PyTorch included.\n"
+    )
+    return out
+
+
+def _not(section: dict[str, Any]) -> str:
+    return f"not measured: {section['reason']}.\n"
+
+
+def _arm_section(a: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    out = ["## ARM\n", "### llvm-mca kernel throughput (build-kernel's aarch64 builds)\n"]
+    mca = a["mca"]
+    if not mca["measured"]:
+        out.append(_not(mca))
+    else:
+        for target, fig in mca["targets"].items():
+            if not fig["measured"]:
+                out.append(f"- {target}: {_not(fig)}")
+                continue
+            variants = [m for m in results["accuracy"]["models"] if m != TEACHER]
+            rows = []
+            for cpu, r in fig["cores"].items():
+                est = r.get("network_speedup_estimate", {})
+                rows.append(
+                    [cpu, f"{r['bgemm_bit_macs_per_cycle']:.2f}", f"{r['sgemm_macs_per_cycle']:.2f}",
+                     f"{r['binary_vs_float_mac_ratio']:.1f}x", *(_x(est.get(v)) for v in variants)]
+                )  # fmt: skip
+            out += [
+                f"{target} (llvm-mca {fig.get('llvm_mca')}): kernel-level ceiling = bit-MACs per cycle / float "
+                "MACs per cycle. The network estimate weighs it by each variant's binary and real MACs against the "
+                "teacher's (kernel-bound: no front end, packing or memory traffic; an estimate, not a measurement).\n",
+                _table(
+                    [
+                        "core",
+                        "bgemm bit-MACs/cycle",
+                        "sgemm MACs/cycle",
+                        "binary/float per MAC",
+                        *(f"est. {v} vs fp" for v in variants),
+                    ],
+                    rows,
+                ),  # fmt: skip
+            ]
+            paper = ", ".join(f"{v} {s}x" for v, s in PAPER["speedup_cortex_a53"].items())
+            out.append(f"\nPaper (measured on a Cortex-A53 board): {paper}.\n")
+    out.append("\n### Executed aarch64 instructions per inference (qemu)\n")
+    q = a["qemu"]
+    if not q["measured"]:
+        out.append(_not(q))
+    else:
+        rows = []
+        for m, r in q["models"].items():
+            ratio = q["teacher_over_model"].get(m, {})
+            rows.append([m, f"{r['net_insns']:,.0f}", f"{r['e2e_insns']:,.0f}", f"{r['frontend_insns']:,.0f}",
+                         _x(ratio.get("net")) if m != TEACHER else "1.00x"])  # fmt: skip
+        out += [
+            f"Static aarch64 bifsmn-infer ({q['target']}) under qemu-aarch64 with the insn plugin; one inference = "
+            "difference of two --bench runs, so loading and WAV reading cancel. Instruction counts are not cycles "
+            "(a NEON CNT and a scalar add count alike).\n",
+            _table(
+                ["model", "net instructions", "e2e instructions", "front end", "teacher/model (net)"], rows
+            ),
+        ]
+    out.append("\n### Timings on a board\n")
+    d = a["device"]
+    if not d["measured"]:
+        out.append(_not(d))
+    else:
+        b = d["board"]
+        out.append(f"{b['url']}: {b['arch']}, cores {', '.join(b['cpu_parts']) or 'unknown'}"
+                   + (f", {b['model']}" if b.get("model") else "") + f"; binary from {d['target']}.\n")  # fmt: skip
+        out += _latency_section(
+            {**d, "rounds": results["latency"]["rounds"], "repeats": results["latency"]["repeats"],
+             "warmup": results["latency"]["warmup"]}, "Board latency")  # fmt: skip
+    return out
+
+
+def _storage_section(s: dict[str, Any]) -> list[str]:
+    t = s["teacher"]
+    out = [
+        "## Storage\n",
+        _table(
+            ["full-precision teacher", "bytes"],
+            [
+                ["checkpoint (teacher.pt: weights, config, metadata)", f"{t['checkpoint_bytes']:,}"],
+                ["state dict (torch.save)", f"{t['state_dict_bytes']:,}"],
+                ["fp32 weights (4 bytes x parameters)", f"{t['fp32_weights_bytes']:,}"],
+                ["teacher.bfsm (engine, BN folded)", f"{t['bfsm_bytes']:,}"],
+            ]
+            + ([["teacher.onnx", f"{t['onnx_bytes']:,}"]] if "onnx_bytes" in t else []),
+        ),  # fmt: skip
+        "\n",
+    ]
+    rows = [
+        [v, f"{r['bfsm_bytes']:,}", _x(r["teacher_bfsm_over_bfsm"]), _x(r["state_dict_over_bfsm"]),
+         _x(r["checkpoint_over_bfsm"]), f"{r['packed_estimate_bytes']:,}", _x(r["fp32_weights_over_packed_estimate"]),
+         _x(PAPER["storage_saving"]) if v == "1x" else ""]
+        for v, r in s["variants"].items()
+    ]  # fmt: skip
+    out.append(
+        _table(
+            [
+                "variant",
+                ".bfsm bytes",
+                "teacher.bfsm / .bfsm",
+                "state dict / .bfsm",
+                "checkpoint / .bfsm",
+                "packed estimate",
+                "fp32 weights / estimate",
+                "paper",
+            ],
+            rows,
+        )  # fmt: skip
+    )
+    out.append(
+        "\nThe estimate counts 1 bit per binary weight and 4 bytes per other parameter and per-channel scale.\n"
+    )
+    return out
+
+
+def markdown(results: dict[str, Any], plots: list[str]) -> str:
+    m = results["machine"]
+    eng = m["engine"]
+    acc = results["accuracy"]
+    split = results["split"]
+    out = [
+        "# bifsmn benchmark\n",
+        f"Measured on {m['cpu_model']} ({m['arch']}, {m['logical_cpus']} logical CPUs, {m['clock_mhz']} MHz), "
+        f"{m['os']}. Engine: {eng['library']}, built by {(eng.get('compiler') or {}).get('id', '?')} "
+        f"{(eng.get('compiler') or {}).get('version', '')} with `{eng.get('flags') or ''}`; kernels here: "
+        f"{', '.join(eng['kernels'])} (auto = {eng['auto']}). Versions: "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+        + f". CPU flags: {' '.join(m['flags'])}.\n",
+        "## Headline\n",
+    ]
+    rows = [
+        [r["model"], _pct(r["pytorch"]), _pct(r["engine"]), f"{r['flops']:,.0f}", f"{r['bytes']:,}", _us(r["net_us"]),
+         _us(r["e2e_us"]), _x(r["speedup"]), _x(r["paper_speedup"]) if r["paper_speedup"] else ""]
+        for r in headline_rows(results)
+    ]  # fmt: skip
+    out.append(
+        _table(
+            [
+                "model",
+                "accuracy PyTorch %",
+                "accuracy engine %",
+                "FLOPs",
+                ".bfsm bytes",
+                "engine net µs",
+                "engine e2e µs",
+                "speed-up vs engine fp (net)",
+                "paper speed-up (A53)",
+            ],
+            rows,
+        )  # fmt: skip
+    )
+    out.append(
+        f"\nAccuracy on the {split['name']} split ({split['clips']} clips"
+        + (f"; {split['note']}" if "note" in split else "")
+        + "). Speed-ups on this machine: median "
+        "over round-robin rounds of the per-round ratio, network alone; the paper's are from a Cortex-A53 board.\n"
+    )
+    out.append("## Accuracy\n")
+    teacher_acc = acc["models"].get(TEACHER, {}).get("pytorch")
+    arows = []
+    for name, a in acc["models"].items():
+        drop = None if teacher_acc is None or name == TEACHER else teacher_acc - a["pytorch"]
+        arows.append(
+            [name, _pct(a["pytorch"]), _pct(a["engine"]), _pct(a["engine_e2e"]), _pct(a["agreement"]),
+             _pct(a["agreement_e2e"]), "" if drop is None else f"{100 * drop:+.2f}",
+             f"< {PAPER['accuracy_drop_below_pct']:g}" if name == "1x" else ""]
+        )  # fmt: skip
+    out += [
+        _table(
+            [
+                "model",
+                "PyTorch %",
+                "engine %",
+                "engine e2e %",
+                "engine = PyTorch %",
+                "e2e = PyTorch %",
+                "drop vs teacher (points)",
+                "paper drop (SC V1-12)",
+            ],
+            arows,
+        ),  # fmt: skip
+        "\nengine: the C engine on the same features as PyTorch; e2e: the engine's own front end from 16-bit "
+        "PCM. The agreement columns count clips whose top class equals PyTorch's.\n",
+        "## Latency\n",
+    ]
+    out += _latency_section(results["latency"], "This machine")
+    out += _kernel_section(results["kernels"])
+    out += _arm_section(results["arm"], results)
+    out += _storage_section(results["storage"])
+    out.append("## Cost per clip (paper convention: FLOPs = real MACs + binary operations / 64)\n")
+    crows = [
+        [m, f"{r['params']:,}", f"{r['real_macs']:,}", f"{r['binary_ops']:,}", f"{r['flops']:,.0f}",
+         _x(r["teacher_flops_over_flops"])]
+        for m, r in results["complexity"].items()
+    ]  # fmt: skip
+    out.append(
+        _table(["model", "parameters", "real MACs", "binary ops", "FLOPs", "teacher FLOPs / FLOPs"], crows)
+    )
+    if plots:
+        out.append("\n## Plots\n")
+        out += [f"![{p}]({p})\n" for p in plots]
+    out.append(f"\nPaper figures: {PAPER['source']}.\n")
+    return "\n".join(out)

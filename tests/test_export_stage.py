@@ -1,0 +1,79 @@
+"""The export stage on a tiny workspace: every file, its format and size, the engine check against PyTorch,
+and the one-line error for a student whose binarizer the engine cannot run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import assert_user_error, invoke_cli
+from tiny_workspace import VARIANTS, pipeline_file, run, write_build_kernel, write_featurize, write_models
+
+from bifsmn_cli.export import onnx_available, read_bfsm
+from bifsmn_cli.nn.dfsmn import variant_blocks
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    ws = tmp / "ws"
+    write_featurize(ws)
+    write_models(ws)
+    write_build_kernel(ws)  # the check then uses build-kernel's host library, as in a real pipeline
+    path = pipeline_file(tmp, ws)
+    return path, ws / "export", run(path, "export")
+
+
+def test_every_model_is_written_and_readable(exported):
+    _, out, manifest = exported
+    index = json.loads((out / "exported.json").read_text())
+    assert list(index["models"]) == [*VARIANTS, "teacher"]
+    for v in VARIANTS:
+        record = read_bfsm(out / f"model_{v}.bfsm")
+        assert record["binary"] and record["variant"] == v and record["classes"] == ["yes", "no", "_unknown_"]
+        assert record["blocks"] == variant_blocks(v, 4)
+        header = (out / f"model_{v}.h").read_text()
+        symbol = "bifsmn_model_" + v.replace(".", "_")
+        assert f"{symbol}_data[{(out / f'model_{v}.bfsm').stat().st_size}]" in header
+    teacher = read_bfsm(out / "teacher.bfsm")
+    assert not teacher["binary"] and teacher["variant"] == "fp" and teacher["blocks"] == [0, 1, 2, 3]
+    assert (out / "teacher.onnx").is_file() == onnx_available()
+    assert set(manifest["outputs"]) >= {"model_1x.bfsm", "model_1x.h", "teacher.bfsm", "exported.json"}
+
+
+def test_sizes_in_metrics(exported):
+    _, out, manifest = exported
+    m = manifest["metrics"]
+    for name in (*VARIANTS, "teacher"):
+        file = out / ("teacher.bfsm" if name == "teacher" else f"model_{name}.bfsm")
+        assert m[f"bytes_{name}"] == file.stat().st_size > 0
+    assert m["bytes_0.25x"] < m["bytes_0.5x"] < m["bytes_1x"] < m["bytes_teacher"]
+    if onnx_available():
+        assert m["onnx"]["written"] and m["onnx"]["bytes"] == (out / "teacher.onnx").stat().st_size
+        assert m["onnx"]["max_abs_diff"] < 1e-3
+
+
+def test_engine_check_against_pytorch(exported):
+    _, out, manifest = exported
+    check = manifest["metrics"]["check"]
+    assert check["checked"] and check["library"].endswith("build-kernel/host/libbifsmn.so")
+    assert set(check["models"]) == {*VARIANTS, "teacher"}
+    for result in check["models"].values():
+        assert result["clips"] == 4 and result["top_agree"] == 1.0 and result["mismatched_clips"] == 0
+        assert result["max_rel_err"] < 1e-4
+
+
+def test_check_and_onnx_can_be_turned_off(exported):
+    path, out, _ = exported
+    manifest = run(path, "export", ["export.check=false", "export.onnx=false"])
+    assert manifest["metrics"]["check"] == {"checked": False, "reason": "export.check is false"}
+    assert manifest["metrics"]["onnx"]["written"] is False and not (out / "teacher.onnx").exists()
+
+
+def test_binarizer_the_engine_cannot_run(tmp_path):
+    ws = tmp_path / "ws"
+    write_featurize(ws, clips=2)
+    write_models(ws, binarizer="xnor")
+    result = invoke_cli("-q", "export", "-c", str(pipeline_file(tmp_path, ws)))
+    assert_user_error(result, "student.pt", "'xnor'", "distill.binarizer")
+    assert not list((ws / "export").glob("*.bfsm")) and (ws / "export" / "failed.json").is_file()
