@@ -39,8 +39,15 @@ $(STAMP): pyproject.toml
 
 setup: apt $(STAMP)
 
+DEMO := runs/quickstart
+
 demo: setup
 	$(BIN)/bifsmn run -c pipelines/quickstart.yaml
+	@echo; echo "== bifsmn-infer: the C engine alone (no Python) classifies a few test clips =="
+	@cd $(DEMO)/download/data && ../../build-kernel/host/bifsmn-infer --top 2 ../../export/model_1x.bfsm \
+	  $$(grep -E '^(yes|no|stop|go)/' testing_list.txt | head -n 4)
+	@echo; echo "== bench report: $(DEMO)/bench/report.md =="
+	@cat $(DEMO)/bench/report.md
 
 test: setup
 	$(BIN)/python -m pytest -q

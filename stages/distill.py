@@ -9,11 +9,9 @@ from bifsmn_cli.config import Bool, Float, List, Str
 from bifsmn_cli.console import info
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.nn.binarizers import BINARIZERS
-from bifsmn_cli.nn.checkpoint import load_model, save_model
+from bifsmn_cli.nn.checkpoint import load_model
 from bifsmn_cli.nn.dfsmn import DFSMN, load_teacher_into_student
 from bifsmn_cli.nn.hed import HED, MODES, SELECTS, HEDConfig
-from bifsmn_cli.train.distributed import distributed
-from bifsmn_cli.train.loop import train
 from stages import training
 from stages.base import StageContext, StageSpec
 from stages.train_teacher import MODEL_FILE as TEACHER_FILE
@@ -52,27 +50,17 @@ def run(ctx: StageContext) -> dict[str, Any]:
     )
     _check_teacher(teacher_path, teacher, student, hed.enabled)
     cfg = training.train_config(ctx, c)
-    with distributed(cfg.device) as writer, training.EpochProgress(cfg.epochs, "student") as bar:
-        result = train(
-            student,
-            loaded.data,
-            cfg,
-            ctx.state_dir,
-            resume=ctx.resume,
-            teacher=teacher if hed.enabled else None,
-            hed=hed,
-            variants=tuple(c["variants"]),
-            augment=loaded.augment,
-            frontend=loaded.frontend,
-            progress=bar,
-        )
-        if not writer:
-            return {}
-        metrics = training.write_results(ctx, result, loaded.classes, f"student ({c['binarizer']})")
-        save_model(
-            ctx.out_dir / MODEL_FILE, student.cpu(), loaded.classes, loaded.frontend_cfg.to_dict(), metrics
-        )
-    return metrics
+    return training.fit(
+        ctx,
+        student,
+        loaded,
+        cfg,
+        "student",
+        MODEL_FILE,
+        teacher=teacher,
+        hed=hed,
+        variants=tuple(c["variants"]),
+    )
 
 
 def _check_teacher(path: Path, teacher: DFSMN, student: DFSMN, hed: bool) -> None:

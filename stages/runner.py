@@ -138,12 +138,17 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _prepare_dir(out_dir: Path, state_dir: Path, config_hash: str, force: bool) -> None:
-    """Distrust the old artifact at once, keep resumable state only if it was made by the same config."""
+def _prepare_dir(out_dir: Path, state_dir: Path, config_hash: str, force: bool, keep_state: bool) -> None:
+    """Distrust the old artifact at once; keep resumable state only if it was made by the same config.
+
+    A `keep_state` stage's state (checksum-verified downloads) stays valid across config changes: only
+    `--force` drops it, so changing a mirror URL never throws away a 2.4 GB archive.
+    """
     (out_dir / MANIFEST).unlink(missing_ok=True)
     (out_dir / FAILED).unlink(missing_ok=True)
     stamp = state_dir / STATE_HASH
-    if state_dir.exists() and (force or not stamp.exists() or stamp.read_text() != config_hash):
+    changed = not stamp.exists() or stamp.read_text() != config_hash
+    if state_dir.exists() and (force or (changed and not keep_state)):
         shutil.rmtree(state_dir)
     for child in out_dir.iterdir() if out_dir.exists() else []:
         if child.name != STATE_DIR:
@@ -170,7 +175,7 @@ def run_stage(pipeline: Pipeline, name: str, force: bool = False, resume: bool =
             )
         inputs[need] = fingerprint(upstream)
     try:
-        _prepare_dir(out_dir, state_dir, hashed, force)
+        _prepare_dir(out_dir, state_dir, hashed, force, spec.keep_state)
     except OSError as exc:
         raise UserError(
             f"{out_dir}: cannot write the stage directory ({exc.strerror}); check the workspace"

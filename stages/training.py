@@ -14,8 +14,10 @@ from bifsmn_cli.config import schema_from_dataclass
 from bifsmn_cli.console import info, progress
 from bifsmn_cli.data import packed
 from bifsmn_cli.fsutil import atomic_write_json
+from bifsmn_cli.nn.checkpoint import save_model
 from bifsmn_cli.nn.dfsmn import DFSMN, ModelConfig
-from bifsmn_cli.train.loop import EvalResult, Split, TrainConfig, TrainData, TrainResult
+from bifsmn_cli.train.distributed import distributed
+from bifsmn_cli.train.loop import EvalResult, Split, TrainConfig, TrainData, TrainResult, train
 from bifsmn_cli.train.metrics import plot_confusion, plot_history
 from stages.base import StageContext
 
@@ -88,6 +90,37 @@ def new_model(ctx: StageContext, loaded: Loaded, **kwargs: Any) -> DFSMN:
 def train_config(ctx: StageContext, section: dict[str, Any]) -> TrainConfig:
     keys = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in section.items() if k in keys}, seed=ctx.seed)
+
+
+def fit(
+    ctx: StageContext,
+    model: DFSMN,
+    loaded: Loaded,
+    cfg: TrainConfig,
+    label: str,
+    model_file: str,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Train (on every torchrun rank), then, on the writing rank, report and save the model file."""
+    with distributed(cfg.device) as writer, EpochProgress(cfg.epochs, label) as bar:
+        result = train(
+            model,
+            loaded.data,
+            cfg,
+            ctx.state_dir,
+            resume=ctx.resume,
+            augment=loaded.augment,
+            frontend=loaded.frontend,
+            progress=bar,
+            **kwargs,
+        )
+        if not writer:
+            return {}
+        metrics = write_results(ctx, result, loaded.classes, label)
+        save_model(
+            ctx.out_dir / model_file, model.cpu(), loaded.classes, loaded.frontend_cfg.to_dict(), metrics
+        )
+    return metrics
 
 
 class EpochProgress:

@@ -155,3 +155,16 @@ def test_source_hash_makes_the_stage_stale(fake, monkeypatch):
     assert status["c"].state == "stale" and "upstream b" in status["c"].reason
     runner.run_stages(load(), ["a", "b", "c"], skip_up_to_date=True)
     assert calls == ["a", "b", "c", "b", "c"] and states(load())["c"] == "up to date"
+
+
+def test_keep_state_survives_a_config_change_but_not_force(fake, monkeypatch):
+    load, _, ws = fake
+    module = sys.modules["fake_a"]
+    monkeypatch.setattr(module, "SPEC", StageSpec(name="a", schema=module.SPEC.schema, keep_state=True))
+    runner.run_stages(load(), ["a"])
+    assert (ws / "a" / "state" / "ckpt").exists()
+    (ws / "a" / "state" / "archive.tar.gz").write_text("verified")
+    runner.run_stages(load("a.size=2"), ["a"])
+    assert (ws / "a" / "state" / "archive.tar.gz").exists()
+    runner.run_stages(load("a.size=2"), ["a"], force=True)
+    assert not (ws / "a" / "state" / "archive.tar.gz").exists()
