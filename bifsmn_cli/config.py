@@ -296,7 +296,7 @@ def load_pipeline(path: Path, sections: Mapping[str, Schema], overrides: list[st
     return Pipeline(
         path=path,
         name=top["name"],
-        workspace=Path(top["workspace"]).expanduser(),
+        workspace=Path(top["workspace"]).expanduser().resolve(),  # stages run tools from other directories
         seed=top["seed"],
         description=top["description"],
         sections=resolved,

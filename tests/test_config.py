@@ -29,7 +29,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_and_values(tmp_path):
     p = load_pipeline(write(tmp_path, "name: a\nworkspace: w\nfeaturize:\n  n_mels: 40\n"), SECTIONS)
-    assert p.name == "a" and p.workspace == Path("w") and p.seed == 0
+    assert p.name == "a" and p.workspace == Path("w").resolve() and p.seed == 0
     assert p.section("featurize") == {
         "n_mels": 40,
         "kind": "mel",
@@ -82,7 +82,7 @@ def test_overrides_are_typed_by_the_schema(tmp_path):
         path, SECTIONS, ["featurize.n_mels=40", "featurize.words=[yes, no]", "workspace=x", "seed=3"]
     )
     assert p.section("featurize")["n_mels"] == 40 and p.section("featurize")["words"] == ["yes", "no"]
-    assert p.workspace == Path("x") and p.seed == 3
+    assert p.workspace == Path("x").resolve() and p.seed == 3
     with pytest.raises(UserError, match='featurize.n_mels: expected a positive integer, got "big"'):
         load_pipeline(path, SECTIONS, ["featurize.n_mels=big"])
     with pytest.raises(UserError, match="expected section.key=value"):
