@@ -10,15 +10,14 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bifsmn_cli.engine.build import find_cmake
 from bifsmn_cli.errors import InternalError, UserError
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
@@ -80,10 +79,7 @@ def find_library(path: Path | str | None = None) -> Path:
 
 def build_library(build_dir: Path | str, build_type: str = "Release", sanitize: bool = False) -> Path:
     """Configure and build csrc/ into build_dir with the venv's cmake; returns the path of libbifsmn.so."""
-    cmake = Path(sys.executable).with_name("cmake")
-    cmake_cmd = str(cmake) if cmake.exists() else shutil.which("cmake")
-    if cmake_cmd is None:
-        raise UserError("cmake not found: install it in the venv (pip install cmake)")
+    cmake_cmd = find_cmake()
     build_dir = Path(build_dir)
     configure = [cmake_cmd, "-S", str(CSRC), "-B", str(build_dir), f"-DCMAKE_BUILD_TYPE={build_type}"]
     configure.append(f"-DBIFSMN_SANITIZE={'ON' if sanitize else 'OFF'}")
