@@ -12,8 +12,8 @@ STAGES: dict[str, str] = {
     "train-teacher": "stages.train_teacher",
     "distill": "stages.distill",
     "thin": "stages.thin",
-    "export": "stages.export",
     "build-kernel": "stages.build_kernel",
+    "export": "stages.export",
     "bench": "stages.bench",
 }
 

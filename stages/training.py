@@ -25,7 +25,9 @@ from stages.base import StageContext
 _FROM_DATA = ("n_mels", "frames", "num_classes")
 MODEL_SCHEMA = {k: f for k, f in schema_from_dataclass(ModelConfig).items() if k not in _FROM_DATA}
 # The pipeline's top-level `seed` seeds training, so the section has no seed of its own.
-TRAIN_SCHEMA = {k: f for k, f in schema_from_dataclass(TrainConfig).items() if k != "seed"}
+TRAIN_SCHEMA = {
+    k: f for k, f in schema_from_dataclass(TrainConfig).items() if k not in ("seed", "key_prefix")
+}
 SHARED_SECTIONS = {"model": MODEL_SCHEMA, "augment": AUGMENT_SCHEMA}
 SILENCE = "_silence_"
 
@@ -89,7 +91,9 @@ def new_model(ctx: StageContext, loaded: Loaded, **kwargs: Any) -> DFSMN:
 
 def train_config(ctx: StageContext, section: dict[str, Any]) -> TrainConfig:
     keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in section.items() if k in keys}, seed=ctx.seed)
+    return TrainConfig(
+        **{k: v for k, v in section.items() if k in keys}, seed=ctx.seed, key_prefix=ctx.spec.section
+    )
 
 
 def fit(

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -85,16 +84,17 @@ def invoke_cli(*args: str) -> subprocess.CompletedProcess:
 
 class FileServer:
     """Serves in-memory files on 127.0.0.1 with HTTP Range support; can cut a response short, ignore Range or
-    send slowly (`chunk_delay` seconds between 64 KiB chunks), and logs every request as (name, Range)."""
-
-    CHUNK = 64 * 1024
+    hold a response part-way until `release` is set, and logs every request as (name, Range)."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         # name -> bytes to send before dropping the connection, per request
         self.cuts: dict[str, list[int]] = {}
+        # name -> file offset at which the response stops and waits for `release`, per request: a client is
+        # then stuck mid-transfer at a known byte, however fast or loaded the machine is
+        self.holds: dict[str, list[int]] = {}
+        self.release = threading.Event()
         self.ignore_range: set[str] = set()
-        self.chunk_delay = 0.0
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -129,16 +129,16 @@ class FileServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
-                if not server.chunk_delay:
-                    self.wfile.write(body)
-                    return
+                holds = server.holds.get(name, [])
+                split = max(holds.pop(0) - start, 0) if holds else len(body)
                 try:
-                    for i in range(0, len(body), server.CHUNK):
-                        self.wfile.write(body[i : i + server.CHUNK])
-                        self.wfile.flush()
-                        time.sleep(server.chunk_delay)
+                    self.wfile.write(body[:split])
+                    self.wfile.flush()
+                    if split < len(body):
+                        server.release.wait()
+                        self.wfile.write(body[split:])
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client was killed mid-transfer, which is what slow serving is for
+                    pass  # the client was killed while the response was held, which is what holding is for
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -147,6 +147,7 @@ class FileServer:
         self.thread.start()
 
     def close(self) -> None:
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -526,6 +526,27 @@ def training_checkpoint_corrupt(w: World, tmp: Path) -> Outcome:
     return result, [f"{state / 'checkpoint.pt'}: corrupt or unreadable checkpoint", "--force"]
 
 
+@case
+def training_key_names_its_section(w: World, tmp: Path) -> Outcome:
+    """A training error names the key as the pipeline file spells it (`distill.`, not the library's own name)."""
+    config = w.trained_copy(tmp)
+    result = invoke_cli("-q", "distill", "-c", str(config), "--set", "distill.variant_weights=[1.0]")
+    _no_manifest(tmp, "distill")
+    return result, ["distill.variant_weights: 1 weights for 3 variants"]
+
+
+@case
+def training_device_names_its_section(w: World, tmp: Path) -> Outcome:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device, so device: cuda is valid")
+    config = w.trained_copy(tmp)
+    result = invoke_cli(
+        "-q", "train-teacher", "--force", "-c", str(config), "--set", "train_teacher.device=cuda"
+    )
+    _no_manifest(tmp, "train-teacher")
+    return result, ["train_teacher.device: cuda was requested but no CUDA device is available"]
+
+
 # ---------------------------------------------------------------------------------------- .bfsm files
 
 

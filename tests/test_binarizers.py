@@ -32,12 +32,14 @@ def test_registry():
         make_binarizer("foo", 4, 1)
 
 
-def test_sign_of_zero_is_plus_one():
-    x = torch.tensor([-2.0, -0.0, 0.0, 1e-30, 3.0])
-    assert sign(x).tolist() == [-1.0, 1.0, 1.0, 1.0, 1.0]
+def test_sign_of_zero_and_nan_is_plus_one():
+    """ARCHITECTURE.md's convention, shared with the engine's bit-packing (tests/test_kernels.py)."""
+    x = torch.tensor([-2.0, -0.0, 0.0, 1e-30, 3.0, math.nan, -math.inf])
+    want = [-1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -1.0]
+    assert sign(x).tolist() == want
     for name in SIGN_BASED + ("lpb",):
-        b = make_binarizer(name, 5, -1)
-        assert b.quantize_input(x.view(1, 5)).flatten().tolist() == [-1.0, 1.0, 1.0, 1.0, 1.0], name
+        b = make_binarizer(name, 7, -1)
+        assert b.quantize_input(x.view(1, 7)).flatten().tolist() == want, name
 
 
 def _input_grad(name: str, x: torch.Tensor, **progress) -> torch.Tensor:
@@ -84,6 +86,45 @@ def test_lpb_learns_threshold_and_scales():
     assert b.threshold.grad is not None and b.threshold.grad.abs().sum() > 0
     assert b.alpha_input.grad is not None and b.alpha_weight.grad is not None
     assert w.grad.abs().sum() > 0
+
+
+def _paper_weight_grad(name: str, b, w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """dL/dw by each paper's rule, written out by hand (g = dL/dq for q = quantize_weight(w), rows = outputs)."""
+    inside = (w.abs() <= 1).float()
+    if name in ("bifsmn", "bireal", "bnn", "rad"):  # clipped straight-through, never scaled
+        return g * inside
+    if name == "dorefa":  # plain straight-through
+        return g
+    if name == "lpb":  # the estimator of clamp(alpha_w * w, -1, 1)
+        alpha = b.alpha_weight.detach()
+        return g * alpha * ((alpha * w).abs() <= 1).float()
+    if (
+        name == "xnor"
+    ):  # d/dw of alpha_o sign(w) with alpha_o = mean |w_o|: the sign's STE and alpha's own term
+        alpha = w.abs().mean(dim=1, keepdim=True)
+        return g * alpha * inside + torch.sign(w) * (g * torch.sign(w)).mean(dim=1, keepdim=True)
+    if name == "irnet":  # EDE on the balanced weights times the power-of-two scale, through the balancing
+        w = w.clone().requires_grad_(True)
+        centred = w - w.mean(dim=1, keepdim=True)
+        balanced = centred / centred.std(dim=1, keepdim=True)
+        scale = torch.exp2(torch.round(torch.log2(balanced.abs().mean(dim=1, keepdim=True)))).detach()
+        ede = b.k * b.t * (1 - torch.tanh(b.t * balanced.detach()) ** 2)
+        return torch.autograd.grad(balanced, w, g * scale * ede)[0]
+    raise AssertionError(f"no reference rule for {name}")
+
+
+@pytest.mark.parametrize("name", sorted(BINARIZERS))
+def test_weight_gradient_follows_the_papers_rule(name):
+    """Numerically, element by element: small latent weights (scale ~0.05) would expose a gradient multiplied
+    by the scale, and a few |w| > 1 exercise the clipping."""
+    b = make_binarizer(name, 16, -1)
+    b.set_progress(3, 10)
+    w = torch.randn(6, 16) * 0.05
+    w[0, :3] = torch.tensor([1.5, -2.0, 1.2])
+    g = torch.randn(6, 16)
+    latent = w.clone().requires_grad_(True)
+    b.quantize_weight(latent).backward(g)
+    torch.testing.assert_close(latent.grad, _paper_weight_grad(name, b, w, g), rtol=1e-5, atol=1e-6)
 
 
 def test_weight_values():

@@ -4,12 +4,15 @@ and the one-line error for a student whose binarizer the engine cannot run."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import torch
 from conftest import assert_user_error, invoke_cli
 from tiny_workspace import VARIANTS, pipeline_file, run, write_build_kernel, write_featurize, write_models
 
 from bifsmn_cli.export import onnx_available, read_bfsm
+from bifsmn_cli.nn.checkpoint import load_model, save_model
 from bifsmn_cli.nn.dfsmn import variant_blocks
 
 
@@ -70,10 +73,55 @@ def test_check_and_onnx_can_be_turned_off(exported):
     assert manifest["metrics"]["onnx"]["written"] is False and not (out / "teacher.onnx").exists()
 
 
+def test_check_reports_what_it_compared_and_enforces_its_tolerance(exported, tmp_path):
+    """A reference that really differs from the exported file (thin's 1x with a shifted classifier bias)
+    disagrees on every clip: the check fails naming its key, unless check_max_mismatch allows it, and then
+    reports exactly how many clips agreed."""
+    path, out, _ = exported
+    ws = tmp_path / "ws"
+    shutil.copytree(out.parent, ws, ignore=shutil.ignore_patterns("export"))
+    config = pipeline_file(tmp_path, ws)
+    reference = ws / "thin" / "models" / "1x.pt"
+    loaded = load_model(reference)
+    with torch.no_grad():
+        loaded.model.classifier.bias.copy_(torch.arange(3.0) * 1e3)  # class 2 always wins in PyTorch only
+    save_model(reference, loaded.model, loaded.classes, loaded.frontend)
+    result = invoke_cli("-q", "export", "-c", str(config))
+    assert result.returncode == 2, result.stderr
+    assert "model_1x.bfsm: the C engine disagrees with PyTorch on" in result.stderr
+    assert "export.check_max_mismatch 0.125" in result.stderr
+    manifest = run(config, "export", ["export.check_max_mismatch=1.0"])
+    check = manifest["metrics"]["check"]["models"]
+    assert check["1x"]["clips"] == 4 and check["1x"]["max_mismatched_clips"] == 4
+    assert check["1x"]["mismatched_clips"] == 4 and check["1x"]["max_rel_err"] > 0.1
+    assert check["0.5x"]["mismatched_clips"] == 0 and check["0.5x"]["top_agree"] == 1.0
+
+
+def test_check_needs_build_kernels_host_library(tmp_path):
+    """The check never falls back to some other libbifsmn lying around (a test build, an old release): it runs
+    build-kernel's, which the runner keeps in step with the sources, or refuses."""
+    ws = tmp_path / "ws"
+    write_featurize(ws, clips=2)
+    write_models(ws)
+    config = pipeline_file(tmp_path, ws)
+    assert_user_error(
+        invoke_cli("-q", "export", "-c", str(config)), f"missing artifact {ws / 'build-kernel'}"
+    )
+    write_build_kernel(ws)
+    (ws / "build-kernel" / "host" / "libbifsmn.so").unlink()
+    assert_user_error(
+        invoke_cli("-q", "export", "-c", str(config)),
+        "build-kernel/host/libbifsmn.so: missing",
+        "build_kernel.targets",
+        "export.check: false",
+    )
+
+
 def test_binarizer_the_engine_cannot_run(tmp_path):
     ws = tmp_path / "ws"
     write_featurize(ws, clips=2)
     write_models(ws, binarizer="xnor")
+    write_build_kernel(ws)
     result = invoke_cli("-q", "export", "-c", str(pipeline_file(tmp_path, ws)))
     assert_user_error(result, "student.pt", "'xnor'", "distill.binarizer")
     assert not list((ws / "export").glob("*.bfsm")) and (ws / "export" / "failed.json").is_file()

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bifsmn_cli.engine import Library, build_library
 from bifsmn_cli.engine.binding import CSRC
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.export import pack_signs
+from bifsmn_cli.export.bfsm import unpack_signs
+from bifsmn_cli.nn import sign
 
 BUILD_DIR = CSRC / "build" / "pytest"
 IMPLS = ["ref", "avx2", "avx512"]
@@ -53,6 +56,18 @@ def test_bitpack_matches_the_exporter_packing(lib, impl):
     for _, rows, k in SHAPES:
         x = _data((rows, k), k)
         np.testing.assert_array_equal(lib.bitpack(x, impl), pack_signs(x))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bitpack_and_training_sign_agree_on_special_values(lib, impl):
+    """ARCHITECTURE.md's sign convention on both sides: -1 exactly where x < 0, so 0, -0 and NaN are +1."""
+    _need(lib, impl)
+    specials = np.array([0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, -1e-40, 1e-40, -1.0], np.float32)
+    x = np.resize(specials, (5, 130))  # every special in every lane position, across two words and a tail
+    bits = lib.bitpack(x, impl)
+    engine_signs = unpack_signs(bits, x.shape[1])
+    np.testing.assert_array_equal(engine_signs, sign(torch.from_numpy(x)).numpy())
+    assert (engine_signs[np.isnan(x)] == 1).all()
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -1,9 +1,13 @@
-"""Interrupted work: `bifsmn` processes killed with SIGKILL at random points resume exactly where they stopped.
+"""Interrupted work: `bifsmn` processes killed with SIGKILL part-way resume exactly where they stopped.
 
-- `download` killed mid-transfer (a slow local server) resumes its `.part` file with an HTTP Range request and ends
-  with the right sha256;
-- `train-teacher` and `distill` killed mid-epoch after their first checkpoint continue (`--resume`, `bifsmn run`)
-  and end with weights bit-identical to an uninterrupted run (CPU, fixed seed, one thread everywhere);
+Every kill lands at a point fixed by the test, not by a timer, so the outcome is the same on a fast idle machine
+and a slow loaded one: the local server holds its response at a known byte until released, and training blocks at
+a known step through the loop's test hook (`BIFSMN_TEST_STALL`) until it is killed.
+
+- `download` killed mid-transfer resumes its `.part` file with an HTTP Range request and ends with the right
+  sha256;
+- `train-teacher` and `distill` killed mid-epoch after a checkpoint continue (`--resume`, `bifsmn run`) and end
+  with weights bit-identical to an uninterrupted run (CPU, fixed seed, one thread everywhere);
 - a killed stage leaves no manifest: `bifsmn status` calls it interrupted and the next stage refuses to start;
 - a second process on a busy workspace stops at the lock and writes nothing.
 """
@@ -27,7 +31,7 @@ from conftest import FileServer, assert_user_error, invoke_cli, start_cli
 from test_corpus import write_corpus
 from test_download import sha
 
-from bifsmn_cli.train.loop import CHECKPOINT
+from bifsmn_cli.train.loop import CHECKPOINT, STALL_ENV
 
 # Bit-identical resume needs the same thread count in every run.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -44,22 +48,21 @@ def _status(config: Path) -> dict[str, str]:
     return {cells[1].strip(): " ".join(c.strip() for c in cells[2:]) for cells in rows}
 
 
-def _kill_when(
-    proc, ready: Callable[[], bool], rng: random.Random, jitter: float, timeout: float = 300
-) -> None:
-    """SIGKILL `proc` a random moment (up to `jitter` s) after `ready()` turns true; it must still be running."""
+def _wait_for(proc, ready: Callable[[], bool], what: str, timeout: float = 600) -> None:
+    """Poll until `ready()`; `proc` must not end first. The work before that point is small and bounded, so the
+    deadline only turns a hung run into a failure (it is not a race: the process cannot get past the point)."""
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None:
-            pytest.fail(
-                f"the process ended (exit {proc.returncode}) before it could be killed: {proc.stderr.read()}"
-            )
-        assert time.monotonic() < deadline, "timed out waiting for the process to make progress"
-        time.sleep(0.005)
-    time.sleep(rng.uniform(0, jitter))
+            pytest.fail(f"the process ended (exit {proc.returncode}) before {what}: {proc.stderr.read()}")
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+def _kill(proc) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, "the process finished before the kill landed"
+    assert proc.returncode == -signal.SIGKILL
 
 
 # ------------------------------------------------------------------------------------------------- download
@@ -82,7 +85,9 @@ def _archive(root: Path) -> bytes:
 def test_download_killed_mid_transfer_resumes_with_range(server: FileServer, tmp_path: Path):
     archive = _archive(tmp_path / "corpus")
     server.files[ARCHIVE] = archive
-    server.chunk_delay = 0.02  # ~3 MiB/s: a run needs about two seconds, so a kill lands mid-transfer
+    # each request is held at one of these bytes: the client has then written every whole 1 MiB block before it
+    server.holds[ARCHIVE] = [5 * MiB // 2, 9 * MiB // 2, 11 * MiB // 2]
+    assert len(archive) > 11 * MiB // 2
     ws = tmp_path / "ws"
     config = tmp_path / "p.yaml"
     config.write_text(
@@ -90,17 +95,17 @@ def test_download_killed_mid_transfer_resumes_with_range(server: FileServer, tmp
         f"  url: {server.url}\n  sha256: '{sha(archive)}'\n"
     )
     part = ws / "download" / "state" / f"{ARCHIVE}.part"
-    rng = random.Random(1)
     kept = 0
-    for attempt in range(2):
+    for attempt, held_block in enumerate((2 * MiB, 4 * MiB)):
         before = len(server.requests)
         proc = start_cli("-q", "download", "-c", str(config))
-        # the client writes 1 MiB blocks: wait for one more than the last run kept, then kill at a random moment
-        _kill_when(proc, lambda k=kept: part.exists() and part.stat().st_size > k, rng, jitter=0.3)
-        first = server.requests[before]
-        assert first == (ARCHIVE, f"bytes={kept}-" if kept else None)
+        _wait_for(
+            proc, lambda b=held_block: part.exists() and part.stat().st_size >= b, f"{held_block} bytes"
+        )
+        _kill(proc)
+        assert server.requests[before] == (ARCHIVE, f"bytes={kept}-" if kept else None)
         kept = part.stat().st_size
-        assert 0 < kept < len(archive)
+        assert kept == held_block
         assert not (ws / "download" / "manifest.json").exists()
         if attempt == 0:
             assert "interrupted" in _status(config)["download"]
@@ -108,19 +113,17 @@ def test_download_killed_mid_transfer_resumes_with_range(server: FileServer, tmp
                 invoke_cli("-q", "featurize", "-c", str(config)), f"missing artifact {ws / 'download'}"
             )
 
-    # While a download holds the workspace, a second process stops at the lock and touches nothing.
-    server.chunk_delay = 0.05  # the rest now takes seconds: the lock is surely still held when we knock
+    # While a download holds the workspace (its response held by the server), a second process stops at the
+    # lock and touches nothing.
     before = len(server.requests)
     proc = start_cli("-q", "download", "-c", str(config))
-    deadline = time.monotonic() + 120
-    while len(server.requests) == before:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.01)
+    _wait_for(proc, lambda: len(server.requests) > before, "the third request")
     assert_user_error(
         invoke_cli("-q", "featurize", "-c", str(config)),
         f"workspace {ws} is in use by bifsmn process {proc.pid}",
     )
     assert not (ws / "featurize").exists()
+    server.release.set()
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert server.requests[before] == (ARCHIVE, f"bytes={kept}-")
@@ -181,13 +184,18 @@ def _assert_same_weights(a: Path, b: Path) -> None:
     assert not different, f"weights differ after resuming: {different[:5]}"
 
 
-def _kill_mid_training(config: Path, stage: str, rng: random.Random) -> int:
-    """Run `stage`, SIGKILL it after its first checkpoint; returns the epochs the checkpoint holds."""
+def _kill_mid_training(config: Path, stage: str, epoch: int, step: int) -> int:
+    """Run `stage`, SIGKILL it while it is held after `step` of 0-based `epoch` (so `epoch` epochs are
+    checkpointed and part of the next is lost); returns the epochs the checkpoint holds."""
     state = _workspace(config) / stage / "state"
-    proc = start_cli("-q", stage, "-c", str(config), env=ONE_THREAD)
-    _kill_when(proc, (state / CHECKPOINT).exists, rng, jitter=0.4)
+    stalled = _workspace(config).parent / f"{stage}.stalled"
+    proc = start_cli(
+        "-q", stage, "-c", str(config), env={**ONE_THREAD, STALL_ENV: f"{epoch}:{step}:{stalled}"}
+    )
+    _wait_for(proc, stalled.exists, f"training reached epoch {epoch} step {step}")
+    _kill(proc)
     done = torch.load(state / CHECKPOINT, map_location="cpu", weights_only=False)["epoch"]
-    assert 1 <= done < EPOCHS
+    assert done == epoch
     assert not (_workspace(config) / stage / "manifest.json").exists()
     return done
 
@@ -198,11 +206,10 @@ def _epochs_run(stderr: str, label: str) -> list[int]:
 
 def test_training_killed_mid_epoch_resumes_bit_identical(featurized: Path, tmp_path: Path):
     ws, ref = _workspace(featurized), _reference(featurized, tmp_path)
-    rng = random.Random(2)
     # The uninterrupted reference runs alongside the interrupted one: each uses one thread.
     reference = start_cli("-q", "run", "-c", str(ref), "--to", "distill", env=ONE_THREAD)
 
-    done = _kill_mid_training(featurized, "train-teacher", rng)
+    done = _kill_mid_training(featurized, "train-teacher", epoch=2, step=1)
     status = _status(featurized)
     assert "missing" in status["train-teacher"] and "interrupted" in status["train-teacher"]
     assert_user_error(
@@ -213,7 +220,7 @@ def test_training_killed_mid_epoch_resumes_bit_identical(featurized: Path, tmp_p
     assert resumed.returncode == 0, err
     assert _epochs_run(err, "teacher") == list(range(done + 1, EPOCHS + 1))
 
-    done = _kill_mid_training(featurized, "distill", rng)
+    done = _kill_mid_training(featurized, "distill", epoch=5, step=0)
     assert "interrupted" in _status(featurized)["distill"]
     assert_user_error(invoke_cli("-q", "thin", "-c", str(featurized)), f"missing artifact {ws / 'distill'}")
     resumed = start_cli("run", "-c", str(featurized), "--to", "distill", env=ONE_THREAD)

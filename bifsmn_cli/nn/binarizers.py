@@ -12,7 +12,7 @@ learnable state (LPB's thresholds) or per-layer losses (RAD). The interface:
 - `set_progress(epoch, total_epochs)`: per-epoch annealing (IR-Net's EDE).
 
 `exportable` is True when inference is exactly `scale_o * sum(sign(w) * sign(x)) + bias_o` with
-`sign(0) = +1`, the form the C engine runs. sign(0) = +1 everywhere here, as in the engine.
+`sign(0) = +1`, the form the C engine runs. sign(0) = sign(NaN) = +1 everywhere here, as in the engine.
 
 Deliberate fix of the official BiFSMN code: its 1x1 convolutions had one scale per weight, so they were
 not binary at all; here every binarized weight tensor has exactly two values {-a_o, +a_o} per output
@@ -32,8 +32,9 @@ from bifsmn_cli.errors import UserError
 
 
 def sign(x: Tensor) -> Tensor:
-    """+1 where x >= 0 else -1 (so sign(0) = sign(-0) = +1, unlike torch.sign)."""
-    return (x >= 0).to(x.dtype).mul_(2).sub_(1)  # ~3x faster on CPU than torch.where with scalars
+    """-1 where x < 0 else +1: sign(0) = sign(-0) = sign(NaN) = +1, unlike torch.sign, exactly as the engine's
+    bit-packing (an ordered `x < 0` compare) sees them."""
+    return (x < 0).to(x.dtype).mul_(-2).add_(1)  # ~3x faster on CPU than torch.where with scalars
 
 
 class _SignClippedSTE(torch.autograd.Function):
@@ -81,12 +82,21 @@ class _SignEDE(torch.autograd.Function):
 
 def _zero_with_grad(surrogate: Tensor) -> Tensor:
     """Exactly 0 forward, the gradient of `surrogate` backward: `value + _zero_with_grad(s)` keeps `value` bit-exact
-    (unlike `value + s - s.detach()`, which rounds)."""
+    (unlike `value + s - s.detach()`, which rounds), NaN inputs included."""
+    surrogate = surrogate.nan_to_num(0.0)
     return surrogate - surrogate.detach()
 
 
 def _reduce_dims(w: Tensor) -> tuple[int, ...]:
     return tuple(range(1, w.dim()))
+
+
+def _scaled_sign_ste(w: Tensor, scale: Tensor) -> Tensor:
+    """sign(w) * scale forward; backward the clipped straight-through rule grad * 1{|w| <= 1}, *not* multiplied by
+    the scale (the rule of the BiFSMN and Bi-Real authors' code: the latent weights learn at the optimiser's rate
+    whatever the size of the scale)."""
+    clipped = w.clamp(-1.0, 1.0)
+    return (sign(w) * scale).detach() + _zero_with_grad(clipped)
 
 
 def _per_channel_mean_abs(w: Tensor) -> Tensor:
@@ -142,7 +152,7 @@ class BiFSMNBinarizer(Binarizer):
     paper = "Qin et al., BiFSMN: Binary Neural Network for Keyword Spotting, IJCAI 2022"
 
     def quantize_weight(self, w: Tensor) -> Tensor:
-        return _SignClippedSTE.apply(w, 1.0) * _per_channel_mean_abs(w).detach()
+        return _scaled_sign_ste(w, _per_channel_mean_abs(w).detach())
 
 
 class BNNBinarizer(Binarizer):
@@ -184,7 +194,7 @@ class XNORBinarizer(Binarizer):
 
 class DoReFaBinarizer(Binarizer):
     """DoReFa-Net at 1 bit (Zhou et al., 2016): weights sign(w) * E(|w|) with one scale per tensor and a
-    plain straight-through estimator; activations round(clip(x, 0, 1)) in {0, 1}, straight-through inside
+    plain, unscaled straight-through estimator (d/dw = 1, the paper's Eq. 7-8); activations round(clip(x, 0, 1)) in {0, 1}, straight-through inside
     [0, 1]. Not exportable: {0, 1} activations are not the engine's +-1 form.
     """
 
@@ -197,13 +207,13 @@ class DoReFaBinarizer(Binarizer):
         return torch.round(clipped).detach() + _zero_with_grad(clipped)
 
     def quantize_weight(self, w: Tensor) -> Tensor:
-        scale = w.abs().mean().clamp_min(1e-8).detach()
-        return (sign(w) + _zero_with_grad(w)) * scale  # sign forward, identity backward
+        scale = w.abs().mean().clamp_min(1e-8)
+        return (sign(w) * scale).detach() + _zero_with_grad(w)  # sign forward, identity backward
 
 
 class BiRealBinarizer(Binarizer):
     """Bi-Real Net (Liu et al., ECCV 2018): ApproxSign backward for activations; magnitude-aware weights
-    sign(w) * mean |w_o| (detached), straight-through clipped at |w| <= 1, as in the authors' code.
+    sign(w) * mean |w_o| (detached), straight-through clipped at |w| <= 1 and not scaled, as in the authors' code.
 
     The real-valued shortcuts Bi-Real adds around each binary convolution are, in D-FSMN, the block's two
     residual connections; no extra shortcut is added (expand/project change the width, so a per-convolution
@@ -217,7 +227,7 @@ class BiRealBinarizer(Binarizer):
         return _SignApprox.apply(x)
 
     def quantize_weight(self, w: Tensor) -> Tensor:
-        return _SignClippedSTE.apply(w, 1.0) * _per_channel_mean_abs(w).detach()
+        return _scaled_sign_ste(w, _per_channel_mean_abs(w).detach())
 
 
 class IRNetBinarizer(Binarizer):
@@ -301,7 +311,8 @@ class LPBBinarizer(Binarizer):
     """Learning Propagation Binarizer (Qin et al., BiFSMNv2, TNNLS 2023): activations sign(x - tau_c) with a
     learnable per-input-channel threshold tau and a learnable scale alpha_a that sets the straight-through
     window (gradient of clamp(alpha_a (x - tau), -1, 1)); weights sign(w) * mean |w_o| (detached) with a
-    learnable alpha_w shaping the weight estimator the same way.
+    learnable alpha_w shaping the weight estimator the same way (gradient of clamp(alpha_w w, -1, 1), not
+    multiplied by the scale).
 
     Deviations: BiFSMNv2's second, real-scaled activation term belongs to its dual-scale architecture, not to
     the binarizer, and is left out (1-bit activations only); tau starts at 0 instead of U(0, 0.001); the
@@ -327,7 +338,7 @@ class LPBBinarizer(Binarizer):
 
     def quantize_weight(self, w: Tensor) -> Tensor:
         surrogate = _zero_with_grad((self.alpha_weight * w).clamp(-1.0, 1.0))
-        return (sign(w) + surrogate) * _per_channel_mean_abs(w).detach()
+        return (sign(w) * _per_channel_mean_abs(w)).detach() + surrogate
 
 
 BINARIZERS: dict[str, type[Binarizer]] = {

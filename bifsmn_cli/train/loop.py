@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +53,23 @@ Progress = Callable[[dict[str, Any]], None]
 
 CHECKPOINT = "checkpoint.pt"
 MAX_BAD_STEPS = 20  # consecutive non-finite steps before giving up
+# Test hook, "EPOCH:STEP:PATH" (0-based): after that step's update, create PATH and block until killed, so a test
+# can SIGKILL training mid-epoch at a known point whatever the machine's speed.
+STALL_ENV = "BIFSMN_TEST_STALL"
+
+
+def _stall_point() -> tuple[int, int, Path] | None:
+    value = os.environ.get(STALL_ENV)
+    if not value:
+        return None
+    epoch, step, path = value.split(":", 2)
+    return int(epoch), int(step), Path(path)
+
+
+def _stall_forever(path: Path) -> None:
+    path.touch()
+    while True:
+        time.sleep(3600)
 
 
 @dataclass
@@ -94,6 +112,11 @@ class TrainConfig:
     device: str = field(
         default="auto", metadata={"choices": ("auto", "cpu", "cuda"), "help": "where to train"}
     )
+    # Not a setting: where these settings live for the user (the pipeline section), named by error messages.
+    key_prefix: str = "TrainConfig"
+
+    def key(self, name: str) -> str:
+        return f"{self.key_prefix}.{name}"
 
 
 @dataclass
@@ -133,11 +156,11 @@ class TrainResult:
     skipped_steps: int
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, key: str = "device") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device: cuda was requested but no CUDA device is available; use auto or cpu")
+        raise UserError(f"{key}: cuda was requested but no CUDA device is available; use auto or cpu")
     return torch.device(name)
 
 
@@ -371,7 +394,7 @@ def train(
 ) -> TrainResult:
     """Train `model` (teacher, or student distilled from `teacher` with `hed`); see the module docstring."""
     rank, world = _world()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.key("device"))
     variants = tuple(variants or model.variants)
     for v in variants:
         variant_blocks(v, model.cfg.num_blocks)
@@ -380,10 +403,12 @@ def train(
     weights = list(cfg.variant_weights) or [variant_ratio(v) for v in variants]
     if len(weights) != len(variants):
         raise UserError(
-            f"train.variant_weights: {len(weights)} weights for {len(variants)} variants {list(variants)}"
+            f"{cfg.key('variant_weights')}: {len(weights)} weights for {len(variants)} variants {list(variants)}"
         )
     if cfg.batch_size % world:
-        raise UserError(f"train.batch_size: {cfg.batch_size} does not split evenly over {world} processes")
+        raise UserError(
+            f"{cfg.key('batch_size')}: {cfg.batch_size} does not split evenly over {world} processes"
+        )
     distill = hed is not None and hed.enabled
     use_kd = cfg.kd_weight > 0
     if (distill or use_kd) and teacher is None:
@@ -404,7 +429,8 @@ def train(
     steps_per_epoch = n_train // cfg.batch_size if world > 1 else math.ceil(n_train / cfg.batch_size)
     if steps_per_epoch < 1:
         raise UserError(
-            f"train split: {n_train} clips are fewer than one batch of {cfg.batch_size} per process"
+            f"train split: {n_train} clips are fewer than one batch of {cfg.key('batch_size')} = "
+            f"{cfg.batch_size} per process"
         )
 
     groups = _param_groups(model, cfg.weight_decay)
@@ -457,6 +483,7 @@ def train(
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     params = [p for p in model.parameters() if p.requires_grad]
     bad_in_row = 0
+    stall = _stall_point()
 
     with _sync_batchnorm(model, world > 1):
         for epoch in range(start_epoch, cfg.epochs):
@@ -512,11 +539,13 @@ def train(
                     if bad_in_row >= MAX_BAD_STEPS:
                         raise UserError(
                             f"training diverged: {bad_in_row} steps in a row with a non-finite loss at epoch "
-                            f"{epoch + 1}; lower train.lr (now {cfg.lr:g}) or raise train.warmup_epochs"
+                            f"{epoch + 1}; lower {cfg.key('lr')} (now {cfg.lr:g}) or raise {cfg.key('warmup_epochs')}"
                         )
                 if progress is not None and rank == 0:
                     event = {"event": "batch", "epoch": epoch, "step": step, "steps": steps_per_epoch}
                     progress({**event, "loss": float(loss.detach())})
+                if stall is not None and stall[:2] == (epoch, step):
+                    _stall_forever(stall[2])
 
             val = evaluate(model, val_feats, data.val.labels, variants, cfg.eval_batch_size, device)
             accs = {v: r.accuracy for v, r in val.items()}

@@ -137,9 +137,20 @@ class FuzzRun:
 
 
 def run_target(
-    target: str, binary: Path, out: Path, seconds: int, seeds: Path, extra_args: list[str] | None = None
+    target: str,
+    binary: Path,
+    out: Path,
+    seeds: Path,
+    *,
+    seconds: int | None = None,
+    runs: int | None = None,
+    extra_args: list[str] | None = None,
 ) -> FuzzRun:
-    """Fuzz one target for `seconds` from its kept corpus, the seeds and the regression inputs."""
+    """Fuzz one target from its kept corpus, the seeds and the regression inputs, for `seconds`, or for exactly
+    `runs` executions from a fixed seed: the same work, hence the same outcome, on any machine at any load."""
+    if (seconds is None) == (runs is None):
+        raise ValueError("give exactly one of seconds and runs")
+    budget = [f"-max_total_time={seconds}"] if runs is None else [f"-runs={runs}", "-seed=1"]
     corpus = out / "corpus" / target
     crashes = out / "crashes"
     logs = out / "logs"
@@ -148,7 +159,7 @@ def run_target(
     log = logs / f"{target}.log"
     cmd = [
         str(binary),
-        f"-max_total_time={seconds}",
+        *budget,
         "-timeout=25",
         "-print_final_stats=1",
         f"-dict={FUZZ_DIR / f'{target}.dict'}",
@@ -205,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     for target in args.targets:
         seeds = args.out / "seeds" / target
         write_seeds(target, seeds)
-        run = run_target(target, binaries[target], args.out, args.seconds, seeds)
+        run = run_target(target, binaries[target], args.out, seeds, seconds=args.seconds)
         runs.append(run)
         verdict = f"CRASH -> {', '.join(run.crashes) or run.log}" if run.exit_code else "no crash"
         print(
