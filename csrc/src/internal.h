@@ -5,7 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alloc.h"
 #include "bifsmn.h"
+#include "crc32.h"
 #include "dispatch.h"
 
 #define BIFSMN_MAX_SLOTS 8
@@ -55,12 +57,6 @@ struct bifsmn_model {
     int32_t *ints;     /* binary dot products, M x N */
     float *features;   /* n_mels x n_frames */
 };
-
-/* Aligned allocation with a size check; every engine buffer goes through it. */
-void *bifsmn_alloc(size_t bytes);
-void bifsmn_dealloc(void *p);
-
-uint32_t bifsmn_crc32(const uint8_t *data, size_t n);
 
 /* network.c */
 void bifsmn_run_op_internal(bifsmn_model *m, const bifsmn_op *op, const float *in, const float *res, float *out,
