@@ -1,3 +1,3 @@
-from bifsmn_cli.cli import main
+from bifsmn_cli.commands import main
 
 main()

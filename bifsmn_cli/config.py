@@ -144,14 +144,17 @@ Schema = Mapping[str, Field]
 _PY_KINDS = {int: "int", float: "float", bool: "bool", str: "str"}
 
 
-def schema_from_dataclass(cls: type) -> dict[str, Field]:
-    """Derive a section schema from a dataclass (e.g. the model's config) so the two can never disagree.
+def schema_from_dataclass(cls: type, exclude: tuple[str, ...] = ()) -> dict[str, Field]:
+    """Derive a section schema from a config dataclass (e.g. the model's) so the two can never disagree.
 
-    Limits come from each field's `metadata` (`min`, `max`, `choices`, `help`).
+    Limits come from each field's `metadata` (`min`, `max`, `choices`, `help`); `exclude` names fields that are
+    not pipeline keys (set by the data or by another section).
     """
     hints = typing.get_type_hints(cls)
     schema: dict[str, Field] = {}
     for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
         hint = hints[f.name]
         nullable = False
         if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -166,6 +169,25 @@ def schema_from_dataclass(cls: type) -> dict[str, Field]:
         else:
             schema[f.name] = Field(_PY_KINDS[hint], default, nullable=nullable, **meta)
     return schema
+
+
+_T = typing.TypeVar("_T")
+
+
+def dataclass_from_section(
+    cls: type[_T], section: Mapping[str, Any], unknown: str | None = None, **fixed: Any
+) -> _T:
+    """An instance of config dataclass `cls` from the keys of `section` that are its fields, plus `fixed` values.
+
+    A section may hold keys for other consumers (the `featurize:` section feeds the front end and the task), so
+    other keys are ignored, unless `unknown` names the section: then they are refused with the known keys listed.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    if unknown is not None:
+        for key in section:
+            if key not in names:
+                raise UserError(f"{unknown}.{key}: unknown key; known keys: {', '.join(names)}")
+    return cls(**{k: v for k, v in section.items() if k in names}, **fixed)
 
 
 class _Yaml12Loader(yaml.SafeLoader):

@@ -1,23 +1,8 @@
-"""The pipeline's stages, one module each, in the order they run."""
+"""The pipeline's stages, one module each (the registry in pipeline/registry.py lists them in order), and the
+pipeline machinery that runs them (pipeline/).
 
-from __future__ import annotations
-
-import importlib
-from types import ModuleType
-
-# CLI name -> module; the order is the pipeline's order.
-STAGES: dict[str, str] = {
-    "download": "stages.download",
-    "featurize": "stages.featurize",
-    "train-teacher": "stages.train_teacher",
-    "distill": "stages.distill",
-    "thin": "stages.thin",
-    "build-kernel": "stages.build_kernel",
-    "export": "stages.export",
-    "bench": "stages.bench",
-}
-
-
-def stage_module(name: str) -> ModuleType:
-    """Import a stage lazily so `bifsmn --help` does not pay for torch."""
-    return importlib.import_module(STAGES[name])
+A stage module exports `SPEC: StageSpec` and `run(ctx) -> metrics`. Every spec is read whenever a pipeline file is
+(`bifsmn status`), so a stage module imports only torch-free modules at its top and the rest inside `run`.
+No stage imports another: a stage reads upstream artifacts through `ctx.input_file(stage, name)`. Code two stages
+share lives in shared/.
+"""

@@ -16,10 +16,22 @@ from typing import Any
 from bifsmn_cli.config import Bool, Int, List, Str
 from bifsmn_cli.console import Task, info, progress
 from bifsmn_cli.engine import build
-from bifsmn_cli.engine.mca import DEFAULT_CPUS
+from bifsmn_cli.engine.binding import Library
+from bifsmn_cli.engine.mca import DEFAULT_CPUS, estimate
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.fsutil import atomic_path, atomic_write_json
-from stages.base import StageContext, StageSpec
+from stages.pipeline.stage import StageContext, StageSpec
+
+# Per target directory: what deployment and the later stages use, and the logs.
+TARGET_FILES = (
+    "libbifsmn.so",
+    "libbifsmn.a",
+    "bifsmn-infer",
+    "bifsmn.h",
+    "build.log",
+    "ctest.log",
+    "mca.json",
+)
 
 SPEC = StageSpec(
     name="build-kernel",
@@ -38,6 +50,7 @@ SPEC = StageSpec(
         "mca": Bool(True, "llvm-mca cycle estimates of the NEON kernels for aarch64 targets"),
         "mca_cpus": List("str", list(DEFAULT_CPUS), "CPU models llvm-mca simulates"),
     },
+    outputs=tuple(f"*/{name}" for name in TARGET_FILES),
     source_hash=lambda: build.source_hash(),  # looked up at call time, so tests can point it elsewhere
 )
 
@@ -81,7 +94,7 @@ def _target(ctx: StageContext, target: str, cmake: str, bar: Task) -> dict[str, 
     bar.update(description=f"{target}: build")
     build.build(build_dir, log, c["jobs"], cmake)
     bar.advance()
-    _copy(build_dir / "libbifsmn.so", dest / "libbifsmn.so")  # follows the soname links to the real file
+    _copy(build_dir / build.LIB_NAME, dest / build.LIB_NAME)  # follows the soname links to the real file
     _copy(build_dir / "libbifsmn_static.a", dest / "libbifsmn.a")
     _copy(build_dir / "bifsmn-infer", dest / "bifsmn-infer")
     _copy(build.CSRC / "include" / "bifsmn.h", dest / "bifsmn.h")
@@ -106,13 +119,9 @@ def _target(ctx: StageContext, target: str, cmake: str, bar: Task) -> dict[str, 
                 f"({', '.join(tests.failed)}); see {dest / 'ctest.log'}"
             )
         summary = f"{tests.passed}/{tests.total} tests passed"
-    if not build.is_cross(target) and not cfg.sanitized:
-        result["engine_kernels"] = build.engine_kernels(
-            dest / "libbifsmn.so"
-        )  # ASan builds cannot be dlopened
+    if not build.is_cross(target) and not cfg.sanitized:  # ASan builds cannot be dlopened
+        result["engine_kernels"] = Library(dest / build.LIB_NAME).available_kernels()
     if c["mca"] and build.is_cross(target):
-        from bifsmn_cli.engine.mca import estimate
-
         bar.update(description=f"{target}: llvm-mca")
         figures = estimate(dest / "libbifsmn.a", cpus=tuple(c["mca_cpus"]))
         atomic_write_json(dest / "mca.json", figures)

@@ -17,28 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from bifsmn_cli.config import Bool, Float, Int
 from bifsmn_cli.console import info, warn
 from bifsmn_cli.data import packed
-from bifsmn_cli.engine.binding import LIB_NAME, Library
+from bifsmn_cli.engine.binding import Library
 from bifsmn_cli.errors import InternalError, UserError
-from bifsmn_cli.export import (
-    export_student,
-    export_teacher,
-    export_teacher_onnx,
-    onnx_available,
-    write_c_header,
-)
 from bifsmn_cli.fsutil import atomic_write_json
-from bifsmn_cli.nn.binarizers import BINARIZERS
-from bifsmn_cli.nn.checkpoint import load_model
-from stages.base import StageContext, StageSpec
-from stages.distill import MODEL_FILE as STUDENT_FILE
-from stages.thin import MODELS_DIR
-from stages.train_teacher import MODEL_FILE as TEACHER_FILE
+from bifsmn_cli.nn.config import TEACHER
+from stages.pipeline.stage import StageContext, StageSpec
 
+INDEX = "exported.json"
 SPEC = StageSpec(
     name="export",
     schema={
@@ -58,10 +47,8 @@ SPEC = StageSpec(
         ),
     },
     needs=("featurize", "train-teacher", "distill", "thin", "build-kernel"),
+    outputs=("model_*.bfsm", "model_*.h", "teacher.bfsm", "teacher.onnx", INDEX),
 )
-
-INDEX = "exported.json"
-TEACHER = "teacher"
 
 
 def bfsm_name(model: str) -> str:
@@ -70,6 +57,8 @@ def bfsm_name(model: str) -> str:
 
 def _check_binarizer(path: Path, name: str | None) -> None:
     """Fail before writing anything when the engine cannot run the student's binarizer."""
+    from bifsmn_cli.nn.binarizers import BINARIZERS
+
     if name is None:
         raise UserError(f"{path}: the student has no binarizer; rerun `bifsmn distill`")
     if not BINARIZERS[name].exportable:
@@ -80,66 +69,23 @@ def _check_binarizer(path: Path, name: str | None) -> None:
         )
 
 
-def _engine_library(ctx: StageContext) -> Library:
-    """build-kernel's host libbifsmn: built from the sources this workspace's build-kernel manifest hashes."""
-    built = ctx.input_dir("build-kernel") / "host" / LIB_NAME
-    if not built.is_file():
-        raise UserError(
-            f"{built}: missing; the engine check runs build-kernel's host library: add host to "
-            "build_kernel.targets, or set export.check: false"
-        )
-    return Library(built)
-
-
-def _check(
-    lib: Library,
-    path: Path,
-    model: torch.nn.Module,
-    features: np.ndarray,
-    waves: np.ndarray,
-    tol: float,
-    max_mismatch: float,
-) -> dict[str, Any]:
-    """Engine scores against PyTorch's on the same features (the model alone), plus the engine's own front end."""
-    with torch.no_grad():
-        want = model(torch.from_numpy(features)).numpy()
-    with lib.load(path) as engine:
-        got = np.stack([engine.run_features(f) for f in features])
-        pcm_top = np.array([engine.run_pcm(w).argmax() for w in waves])
-        kernel = engine.kernel
-    per_clip = np.abs(got - want).max(1) / np.maximum(np.abs(want).max(1), 1e-12)
-    mismatched = int(((per_clip > tol) | (got.argmax(1) != want.argmax(1))).sum())
-    result = {
-        "clips": len(features),
-        "kernel": kernel,
-        "max_rel_err": float(per_clip.max()),
-        "top_agree": float((got.argmax(1) == want.argmax(1)).mean()),
-        "pcm_top_agree": float((pcm_top == want.argmax(1)).mean()),
-        "mismatched_clips": mismatched,
-        "max_mismatched_clips": int(max_mismatch * len(features)),
-    }
-    if mismatched > result["max_mismatched_clips"]:
-        raise InternalError(
-            f"{path}: the C engine disagrees with PyTorch on {mismatched} of {len(features)} clips (top class "
-            f"or relative logit error above export.check_tolerance {tol:g}; worst {per_clip.max():.2g}), more "
-            f"than export.check_max_mismatch {max_mismatch:g} allows"
-        )
-    return result
-
-
 def run(ctx: StageContext) -> dict[str, Any]:
+    from bifsmn_cli.export.bfsm import write_c_header
+    from bifsmn_cli.export.lowering import export_student, export_teacher
+    from bifsmn_cli.export.onnx_export import export_teacher_onnx, onnx_available
+    from bifsmn_cli.nn.model_file import load_model
+
     c = ctx.config
     featurized = ctx.input_dir("featurize")
     classes = packed.load_classes(featurized)
-    thin_dir = ctx.input_dir("thin")
-    deployed = json.loads((thin_dir / "variants.json").read_text())["deployed"]
-    student_path = ctx.input_dir("distill") / STUDENT_FILE
+    deployed = json.loads(ctx.input_file("thin", "variants.json").read_text())["deployed"]
+    student_path = ctx.input_file("distill", "student.pt")
     student = load_model(student_path, expect_classes=len(classes))
     _check_binarizer(student_path, student.model.binarizer_name)
-    teacher = load_model(ctx.input_dir("train-teacher") / TEACHER_FILE, expect_classes=len(classes))
+    teacher = load_model(ctx.input_file("train-teacher", "teacher.pt"), expect_classes=len(classes))
 
     index: dict[str, Any] = {"models": {}, "onnx": None, "check": None}
-    references: dict[str, torch.nn.Module] = {}
+    references = {}
     for v in deployed:
         path = ctx.out_dir / bfsm_name(v)
         written = export_student(student.model, v, classes, student.frontend, path)
@@ -153,7 +99,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "ops": written["ops"],
             "binary": True,
         }
-        references[v] = load_model(thin_dir / MODELS_DIR / f"{v}.pt", expect_classes=len(classes)).model
+        fixed = ctx.input_file("thin", f"models/{v}.pt")
+        references[v] = load_model(fixed, expect_classes=len(classes)).model
     written = export_teacher(teacher.model, classes, teacher.frontend, ctx.out_dir / bfsm_name(TEACHER))
     index["models"][TEACHER] = {
         "file": bfsm_name(TEACHER),
@@ -198,28 +145,43 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return metrics
 
 
-def _check_all(ctx: StageContext, references: dict[str, torch.nn.Module], featurized: Path) -> dict[str, Any]:
+def _engine_library(ctx: StageContext) -> Library:
+    """build-kernel's host libbifsmn: built from the sources this workspace's build-kernel manifest hashes."""
+    built = ctx.input_file("build-kernel", "host/libbifsmn.so")
+    if not built.is_file():
+        raise UserError(
+            f"{built}: missing; the engine check runs build-kernel's host library: add host to "
+            "build_kernel.targets, or set export.check: false"
+        )
+    return Library(built)
+
+
+def _check_all(ctx: StageContext, references: dict[str, Any], featurized: Path) -> dict[str, Any]:
+    """Every exported file in the engine against its PyTorch reference, within export.check_* (see engine_check)."""
+    from bifsmn_cli.export.engine_check import compare_with_pytorch
+
     lib = _engine_library(ctx)
     val = packed.load_split(featurized, "validation")
     if len(val) == 0:
         warn("engine check skipped: the validation split is empty")
         return {"checked": False, "reason": "the validation split is empty"}
     c = ctx.config
+    tol, max_mismatch = c["check_tolerance"], c["check_max_mismatch"]
     pick = np.linspace(0, len(val) - 1, min(c["check_clips"], len(val))).round().astype(int)
     features = np.ascontiguousarray(val.features[pick], dtype=np.float32)
     waves = np.ascontiguousarray(val.waves[pick], dtype=np.int16)
-    models = {
-        m: _check(
-            lib,
-            ctx.out_dir / bfsm_name(m),
-            model,
-            features,
-            waves,
-            c["check_tolerance"],
-            c["check_max_mismatch"],
-        )
-        for m, model in references.items()
-    }
+    models = {}
+    for m, model in references.items():
+        path = ctx.out_dir / bfsm_name(m)
+        result = compare_with_pytorch(lib, path, model, features, waves, tol)
+        result["max_mismatched_clips"] = int(max_mismatch * len(features))
+        if result["mismatched_clips"] > result["max_mismatched_clips"]:
+            raise InternalError(
+                f"{path}: the C engine disagrees with PyTorch on {result['mismatched_clips']} of {len(features)} "
+                f"clips (top class or relative logit error above export.check_tolerance {tol:g}; worst "
+                f"{result['max_rel_err']:.2g}), more than export.check_max_mismatch {max_mismatch:g} allows"
+            )
+        models[m] = result
     per_model = "; ".join(
         f"{m} {r['clips'] - r['mismatched_clips']}/{r['clips']} agree "
         f"({100 * (1 - r['mismatched_clips'] / r['clips']):.1f} %), max relative logit error "

@@ -2,26 +2,25 @@
 
 Outputs (see `bifsmn_cli/data/packed.py`): per split `waves_*.npy` (int16), `labels_*.npy`, `features_*.npy`
 (clean features, for evaluation), `names_*.json`; `classes.json`; the background noises (`noises.npy`,
-`noises.json`) for the augmenter; `frontend.json` (the feature settings, for training and the C engine); and
-`report.json` listing bad clips with their reasons and what was resampled, padded or trimmed.
+`noises.json`) for the augmenter; `frontend.json` (the front-end settings: training reads them, and checks
+them against the features); and `report.json` listing bad clips with their reasons and what was resampled,
+padded or trimmed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bifsmn_cli.audio.frontend import FRONTEND_SCHEMA, FrontEnd, FrontEndConfig
+from bifsmn_cli.audio.config import CLIP_FORMAT, FrontEndConfig
 from bifsmn_cli.audio.wav import (
     CLIP_SAMPLES,
-    SAMPLE_RATE,
     BadClip,
     Clip,
     fit_length,
@@ -30,22 +29,26 @@ from bifsmn_cli.audio.wav import (
     read_clip,
     to_int16,
 )
-from bifsmn_cli.config import Bool, Float, Int, List, Str
+from bifsmn_cli.config import Bool, Float, Int, List, Str, dataclass_from_section, schema_from_dataclass
 from bifsmn_cli.console import info, progress, warn
 from bifsmn_cli.data.corpus import (
     SILENCE,
     SPLITS,
     TF_RANDOM_SEED,
+    CorpusRecord,
     Item,
     assign_splits,
     build_task,
     official_test_items,
     scan,
 )
-from bifsmn_cli.data.packed import NpyAppender, save_classes, save_noises, split_paths
+from bifsmn_cli.data.packed import FILES, NpyAppender, save_classes, save_frontend, save_noises, split_paths
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.fsutil import atomic_write_json
-from stages.base import StageContext, StageSpec
+from stages.pipeline.stage import StageContext, StageSpec
+
+if TYPE_CHECKING:
+    from bifsmn_cli.audio.frontend import FrontEnd
 
 _BATCH = 256
 _PERCENT = {"min": 0, "max": 100}
@@ -72,9 +75,10 @@ SPEC = StageSpec(
         ),
         "strict": Bool(False, "a bad clip is an error instead of being reported and skipped"),
         "downmix": Bool(False, "average multi-channel clips instead of rejecting them"),
-        **FRONTEND_SCHEMA,
+        **schema_from_dataclass(FrontEndConfig, exclude=CLIP_FORMAT),
     },
     needs=("download",),
+    outputs=(*FILES, "report.json"),
 )
 
 
@@ -117,24 +121,27 @@ def _load_noises(
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
+    from bifsmn_cli.audio.frontend import FrontEnd
+
     c = ctx.config
     download = ctx.input_dir("download")
-    corpus_info = json.loads((download / "corpus.json").read_text())
-    root = download / corpus_info["root"]
-    frontend_config = FrontEndConfig.from_section(c)
+    record = CorpusRecord.load(ctx.input_file("download", "corpus.json"))
+    root = record.root_path(download)
+    frontend_config = dataclass_from_section(FrontEndConfig, c)
     corpus = scan(root)
     splits, split_source = assign_splits(corpus, c["validation_percentage"], c["testing_percentage"])
     classes, items = build_task(
         splits, c["task"], c["words"], c["silence_percentage"], c["unknown_percentage"], c["split_seed"]
     )
     roots = dict.fromkeys(SPLITS, root)
-    if corpus_info.get("test_root"):
+    test_root = record.test_root_path(download)
+    if test_root is not None:
         if c["task"] != "12":
             raise UserError(
                 "featurize.task: the official v0.02 test set (download.test_set: true) is for task 12; "
                 "set featurize.task: 12 or download.test_set: false"
             )
-        roots["testing"] = download / corpus_info["test_root"]
+        roots["testing"] = test_root
         items["testing"] = official_test_items(roots["testing"], classes)
         split_source["testing"] = "official test archive"
 
@@ -162,19 +169,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     info(f"featurized {total} clips in {seconds:.1f} s ({clips_per_second:.0f} clips/s)")
 
     save_classes(ctx.out_dir, classes)
-    atomic_write_json(
-        ctx.out_dir / "frontend.json",
-        {
-            **frontend_config.to_dict(),
-            "sample_rate": SAMPLE_RATE,
-            "clip_samples": CLIP_SAMPLES,
-            "feature_shape": list(shape),
-            "waveform_scale": "float = int16 / 32768",
-            "logmel": "power = |STFT|^2 (periodic Hann window of win_length, center=True with reflect padding), "
-            "divided by sum(window^2) if normalized; mel = power x HTK-scale triangular filters (no filter norm); "
-            "dB = 10*log10(max(mel, 1e-10)), floored per clip at its max - top_db when top_db is set",
-        },
-    )
+    save_frontend(ctx.out_dir, frontend_config, shape)
     atomic_write_json(
         ctx.out_dir / "report.json",
         {

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from bifsmn_cli.config import Float, List, Str
 from bifsmn_cli.console import info
 from bifsmn_cli.data import packed
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.fsutil import atomic_path, atomic_write_json, atomic_write_text
-from bifsmn_cli.nn.checkpoint import fixed_depth, load_model, save_model
-from bifsmn_cli.nn.counting import count_variant
-from bifsmn_cli.train.loop import evaluate
-from stages.base import StageContext, StageSpec
-from stages.distill import MODEL_FILE as STUDENT_FILE
-from stages.train_teacher import MODEL_FILE as TEACHER_FILE
+from bifsmn_cli.fsutil import atomic_write_json, atomic_write_text
+from bifsmn_cli.nn.config import TEACHER
+from stages.pipeline.stage import StageContext, StageSpec
 
 SPEC = StageSpec(
     name="thin",
@@ -34,19 +28,13 @@ SPEC = StageSpec(
         ),
     },
     needs=("featurize", "train-teacher", "distill"),
+    outputs=("variants.json", "table.md", "accuracy_vs_flops.png", "models/*.pt"),
 )
-
-MODELS_DIR = "models"
-
-
-def _features(directory, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    stored = packed.load_split(directory, split)
-    return torch.from_numpy(stored.features.copy()), torch.from_numpy(stored.labels.astype("int64"))
 
 
 def choose(rows: list[dict[str, Any]], config: dict[str, Any]) -> list[str]:
     """The variants to deploy, by the `select` rule; validation accuracy decides, never test."""
-    students = [r for r in rows if r["variant"] != "teacher"]
+    students = [r for r in rows if r["variant"] != TEACHER]
     select = config["select"]
     if select == "variant":
         known = {r["variant"] for r in students}
@@ -74,28 +62,6 @@ def choose(rows: list[dict[str, Any]], config: dict[str, Any]) -> list[str]:
     return [min(fits, key=lambda r: (r["flops"], -r["val_accuracy"]))["variant"]]
 
 
-def _plot(rows: list[dict[str, Any]], path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
-        accuracy = 100 * (r["test_accuracy"] if r["test_accuracy"] is not None else r["val_accuracy"])
-        ax.scatter(r["flops"], accuracy, s=40, marker="s" if r["variant"] == "teacher" else "o")
-        ax.annotate(r["variant"], (r["flops"], accuracy), textcoords="offset points", xytext=(5, 5))
-    ax.set_xscale("log")
-    ax.set_xlabel("FLOPs per 1-s clip (real MACs + binary ops / 64)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("accuracy against FLOPs")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-
-
 def _table(rows: list[dict[str, Any]], chosen: list[str]) -> str:
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:.2f}"
@@ -114,37 +80,23 @@ def _table(rows: list[dict[str, Any]], chosen: list[str]) -> str:
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
+    from bifsmn_cli.nn.model_file import fixed_depth, load_model, save_model
+    from bifsmn_cli.train import thin_scores
+
     featurized = ctx.input_dir("featurize")
     classes = packed.load_classes(featurized)
-    student = load_model(ctx.input_dir("distill") / STUDENT_FILE, expect_classes=len(classes))
-    teacher = load_model(ctx.input_dir("train-teacher") / TEACHER_FILE, expect_classes=len(classes))
-    val = _features(featurized, "validation")
-    test = _features(featurized, "testing")
-    rows = []
-    for name, model, variants in (
-        ("teacher", teacher.model, ["1x"]),
-        ("student", student.model, list(student.model.variants)),
-    ):
-        val_acc = evaluate(model, *val, variants)
-        test_acc = evaluate(model, *test, variants) if len(test[1]) else None
-        for v in variants:
-            count = count_variant(model, v)
-            rows.append(
-                {
-                    "variant": "teacher" if name == "teacher" else v,
-                    "val_accuracy": val_acc[v].accuracy,
-                    "test_accuracy": test_acc[v].accuracy if test_acc else None,
-                    "params": count.params,
-                    "real_macs": count.real_macs,
-                    "binary_ops": count.binary_ops,
-                    "flops": count.flops,
-                    "bytes": count.bytes_fp32 if name == "teacher" else count.bytes_packed,
-                }
-            )
+    student = load_model(ctx.input_file("distill", "student.pt"), expect_classes=len(classes))
+    teacher = load_model(ctx.input_file("train-teacher", "teacher.pt"), expect_classes=len(classes))
+    rows = thin_scores.score(
+        teacher.model,
+        student.model,
+        packed.load_split(featurized, "validation"),
+        packed.load_split(featurized, "testing"),
+    )
     chosen = choose(rows, ctx.config)
     for v in chosen:
         save_model(
-            ctx.out_dir / MODELS_DIR / f"{v}.pt",
+            ctx.out_dir / "models" / f"{v}.pt",
             fixed_depth(student.model, v),
             classes,
             student.frontend,
@@ -152,7 +104,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         )
     atomic_write_json(ctx.out_dir / "variants.json", {"deployed": chosen, "variants": rows})
     atomic_write_text(ctx.out_dir / "table.md", _table(rows, chosen))
-    _plot(rows, ctx.out_dir / "accuracy_vs_flops.png")
+    thin_scores.plot(rows, ctx.out_dir / "accuracy_vs_flops.png")
     info(_table(rows, chosen))
     metrics: dict[str, Any] = {"deployed": chosen}
     for r in rows:

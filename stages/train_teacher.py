@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from stages import training
-from stages.base import StageContext, StageSpec
-
-SPEC = StageSpec(
-    name="train-teacher",
-    schema=training.TRAIN_SCHEMA,
-    needs=("featurize",),
-    reads=("model", "augment"),
-    extra_sections=training.SHARED_SECTIONS,
-)
+from stages.pipeline.sections import TRAIN_SCHEMA
+from stages.pipeline.stage import StageContext, StageSpec
 
 MODEL_FILE = "teacher.pt"
+SPEC = StageSpec(
+    name="train-teacher",
+    schema=TRAIN_SCHEMA,
+    needs=("featurize",),
+    reads=("model", "augment"),
+    outputs=(MODEL_FILE, "metrics.json", "history.json", "history.png", "confusion_*.png"),
+)
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
+    from stages.shared import training
+
     loaded = training.load_data(ctx)
-    cfg = training.train_config(ctx, ctx.config)
     model = training.new_model(ctx, loaded)
-    return training.fit(ctx, model, loaded, cfg, "teacher", MODEL_FILE)
+    return training.fit(ctx, model, loaded, training.train_config(ctx), "teacher", MODEL_FILE)

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from bifsmn_cli.audio.augment import AUGMENT_SCHEMA, AugmentConfig, Augmenter
+from bifsmn_cli.audio.augment import Augmenter
+from bifsmn_cli.audio.config import AugmentConfig
+from bifsmn_cli.config import dataclass_from_section
 from bifsmn_cli.errors import UserError
+from stages.pipeline.sections import AUGMENT_SCHEMA
 
 OFF = dict(noise_prob=0.0, silence_volume=0.0, shift_ms=0.0, gain_min=1.0, gain_max=1.0, speed_prob=0.0)
 NOISES = [np.full(40000, 0.25, np.float32), np.full(9000, -0.5, np.float32)]  # one shorter than a clip
@@ -89,7 +92,7 @@ def test_config_errors():
     with pytest.raises(
         UserError, match=r"augment.speed_min/speed_max: \[1.01, 1.04\] holds no multiple of 0.05"
     ):
-        AugmentConfig.from_section({"speed_min": 1.01, "speed_max": 1.04})
+        dataclass_from_section(AugmentConfig, {"speed_min": 1.01, "speed_max": 1.04})
     assert AugmentConfig(speed_min=0.9, speed_max=1.1).speed_factors() == [0.9, 0.95, 1.0, 1.05, 1.1]
 
 

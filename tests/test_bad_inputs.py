@@ -29,22 +29,31 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import FileServer, closed_port_url, invoke_cli
-from test_corpus import write_corpus
-from test_download import make_tar, sha
-from test_engine_parity import BUILD_DIR, CLASSES, tiny_student
+from helpers import (
+    BUILD_DIR,
+    TINY_CLASSES,
+    FileServer,
+    closed_port_url,
+    invoke_cli,
+    make_tar,
+    sha,
+    tiny_student,
+    write_corpus,
+)
 
-from bifsmn_cli.audio.frontend import FrontEndConfig
+from bifsmn_cli.audio.config import FrontEndConfig
 from bifsmn_cli.data.packed import NpyAppender
-from bifsmn_cli.engine import Engine, Library, build_library
+from bifsmn_cli.engine.binding import Engine, Library
+from bifsmn_cli.engine.build import build_library
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.export import export_student
-from bifsmn_cli.nn import DFSMN, ModelConfig
-from bifsmn_cli.nn.checkpoint import save_model
-from stages import runner
+from bifsmn_cli.export.lowering import export_student
+from bifsmn_cli.nn.config import ModelConfig
+from bifsmn_cli.nn.dfsmn import DFSMN
+from bifsmn_cli.nn.model_file import save_model
+from stages.pipeline import registry, runner, schema
 
 Outcome = tuple[subprocess.CompletedProcess, list[str]]
-TINY_MODEL = {"num_blocks": 4, "backbone_size": 16, "hidden_size": 16, "frontend_channels": 2}
+TINY_MODEL = {"num_blocks": 4, "backbone_size": 16, "hidden_size": 16, "stem_channels": 2}
 TONE = 0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
 
 
@@ -116,7 +125,7 @@ class World:
     @functools.cached_property
     def bfsm(self) -> bytes:
         path = self.root / "good.bfsm"
-        export_student(tiny_student(), "1x", CLASSES, FrontEndConfig(), path)
+        export_student(tiny_student(), "1x", TINY_CLASSES, FrontEndConfig(), path)
         return path.read_bytes()
 
     @functools.cached_property
@@ -454,10 +463,10 @@ def corpus_folder_without_clips(w: World, tmp: Path) -> Outcome:
 @case
 def synthetic_word_in_both_roles(w: World, tmp: Path) -> Outcome:
     config = w.pipeline(
-        tmp, download={"source": "synthetic", "words": ["yes", "no"], "unknown_words": ["cat", "no"]}
+        tmp, download={"source": "synthetic", "keywords": ["yes", "no"], "unknown_words": ["cat", "no"]}
     )
     return invoke_cli("-q", "download", "-c", str(config)), [
-        "download.unknown_words: 'no' is also in download.words"
+        "download.unknown_words: 'no' is also in download.keywords"
     ]
 
 
@@ -478,9 +487,7 @@ def _distill_with_teacher(write: Callable[[Path], None]) -> Callable[[World, Pat
 
 def _teacher_of(num_classes: int = 4, **model: int) -> Callable[[Path], None]:
     cfg = ModelConfig(num_classes=num_classes, **{**TINY_MODEL, **model})
-    return lambda p: save_model(
-        p, DFSMN(cfg), [f"c{i}" for i in range(num_classes)], FrontEndConfig().to_dict()
-    )
+    return lambda p: save_model(p, DFSMN(cfg), [f"c{i}" for i in range(num_classes)], FrontEndConfig())
 
 
 def _declares_another_width(p: Path) -> None:
@@ -515,11 +522,11 @@ for _name, (_write, _reason) in MODEL_CASES.items():
 def training_checkpoint_corrupt(w: World, tmp: Path) -> Outcome:
     """A damaged `state/checkpoint.pt` from this very config: resuming must say so, not crash."""
     config = w.trained_copy(tmp)
-    spec = runner.specs()["train-teacher"]
+    spec = registry.specs()["train-teacher"]
     state = tmp / "ws" / "train-teacher" / "state"
     state.mkdir(parents=True)
     (state / ".config_hash").write_text(
-        runner.config_hash(spec, runner.stage_config(spec, runner.load(config)))
+        runner.config_hash(spec, runner.stage_config(spec, schema.load(config)))
     )
     (state / "checkpoint.pt").write_bytes(b"PK\x03\x04" + os.urandom(500))
     result = invoke_cli("-q", "train-teacher", "--resume", "-c", str(config))
@@ -533,6 +540,22 @@ def training_key_names_its_section(w: World, tmp: Path) -> Outcome:
     result = invoke_cli("-q", "distill", "-c", str(config), "--set", "distill.variant_weights=[1.0]")
     _no_manifest(tmp, "distill")
     return result, ["distill.variant_weights: 1 weights for 3 variants"]
+
+
+@case
+def frontend_settings_disagree_with_features(w: World, tmp: Path) -> Outcome:
+    """Training applies the front end featurize recorded (frontend.json) to augmented waves: settings that make
+    other features than the stored ones stop before training, naming both files."""
+    config = w.trained_copy(tmp)
+    featurized = tmp / "ws" / "featurize"
+    settings = json.loads((featurized / "frontend.json").read_text())
+    (featurized / "frontend.json").write_text(json.dumps({**settings, "n_mels": 20}))
+    result = invoke_cli("-q", "train-teacher", "--force", "-c", str(config))
+    _no_manifest(tmp, "train-teacher")
+    return result, [
+        f"{featurized / 'features_train.npy'}: 32 x 32 features, but {featurized / 'frontend.json'} makes 20 x 32",
+        "rerun `bifsmn featurize --force`",
+    ]
 
 
 @case
@@ -559,7 +582,7 @@ def _patched(data: bytes, offset: int, value: bytes, fix_crc: bool = True) -> by
 
 
 # the first op (conv1) starts after the headers, the variant name, the class names and the block list
-_FIRST_OP = 16 + 64 + 2 + len("1x") + sum(2 + len(c) for c in CLASSES) + 4 + 4 * 4
+_FIRST_OP = 16 + 64 + 2 + len("1x") + sum(2 + len(c) for c in TINY_CLASSES) + 4 + 4 * 4
 BFSM_CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "bad_magic": (lambda d: b"GIF8" + d[4:], "not a .bfsm model (bad magic)"),
     "wrong_version": (lambda d: _patched(d, 4, struct.pack("<H", 7), fix_crc=False), "format version 7"),

@@ -23,8 +23,8 @@ from tiny_workspace import (
 
 from bifsmn_cli.bench import arm, latency, machine
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.export import onnx_available
-from stages import runner
+from bifsmn_cli.export.onnx_export import onnx_available
+from stages.pipeline import schema
 
 MODELS = [*VARIANTS, "teacher"]
 ROUNDS, REPEATS = 2, 5  # tiny_workspace.pipeline_file's bench section
@@ -212,7 +212,7 @@ def test_board_over_ssh(benched, tmp_path, monkeypatch):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    ws = runner.load(path).workspace
+    ws = schema.load(path).workspace
     shutil.copy2(
         ws / "build-kernel" / "host" / "bifsmn-infer", ws / "build-kernel" / "aarch64" / "bifsmn-infer"
     )

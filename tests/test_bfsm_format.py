@@ -11,28 +11,15 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from test_engine_parity import CFG, CLASSES, VARIANTS, dB_features, tiny_student, tiny_teacher
+from helpers import TINY_CFG, TINY_CLASSES, VARIANTS, dB_features, tiny_student, tiny_teacher
 
-from bifsmn_cli.audio.frontend import FrontEndConfig
-from bifsmn_cli.engine import Engine, Library, build_library
-from bifsmn_cli.engine.binding import CSRC
+from bifsmn_cli.audio.config import FrontEndConfig
+from bifsmn_cli.engine.binding import Engine
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.export import (
-    FORMAT_VERSION,
-    export_student,
-    export_teacher,
-    export_teacher_onnx,
-    onnx_available,
-    read_bfsm,
-    unpack_signs,
-    write_c_header,
-)
-from bifsmn_cli.nn import DFSMN
-
-
-@pytest.fixture(scope="module")
-def lib() -> Library:
-    return Library(build_library(CSRC / "build" / "pytest"))
+from bifsmn_cli.export.bfsm import FORMAT_VERSION, read_bfsm, unpack_signs, write_c_header
+from bifsmn_cli.export.lowering import export_student, export_teacher
+from bifsmn_cli.export.onnx_export import export_teacher_onnx, onnx_available
+from bifsmn_cli.nn.dfsmn import DFSMN
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +32,9 @@ def files(tmp_path_factory, student):
     out = tmp_path_factory.mktemp("format")
     paths = {v: out / f"student_{v}.bfsm" for v in VARIANTS}
     for v, p in paths.items():
-        export_student(student, v, CLASSES, FrontEndConfig(), p)
+        export_student(student, v, TINY_CLASSES, FrontEndConfig(), p)
     paths["teacher"] = out / "teacher.bfsm"
-    export_teacher(tiny_teacher(seed=6), CLASSES, FrontEndConfig(), paths["teacher"])
+    export_teacher(tiny_teacher(seed=6), TINY_CLASSES, FrontEndConfig(), paths["teacher"])
     return paths
 
 
@@ -62,7 +49,7 @@ def _bn(bn: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
 def test_header_and_op_list(files, student):
     info = read_bfsm(files["1x"])
     assert info["version"] == FORMAT_VERSION and info["binary"] and info["variant"] == "1x"
-    assert info["classes"] == CLASSES and info["blocks"] == [0, 1, 2, 3]
+    assert info["classes"] == TINY_CLASSES and info["blocks"] == [0, 1, 2, 3]
     fe = info["frontend"]
     assert (fe["sample_rate"], fe["num_samples"], fe["n_fft"], fe["win_length"], fe["hop_length"]) == (
         16000,
@@ -102,7 +89,7 @@ def test_signs_and_folded_affines(files, student):
     blk = student.blocks[1]  # the first block of 0.5x
     signs, scale = (t.double().numpy() for t in blk.expand.binarizer.weight_parts(blk.expand.weight))
     expand = ops[4]
-    np.testing.assert_array_equal(unpack_signs(expand["weight"], CFG.backbone_size), signs[:, :, 0])
+    np.testing.assert_array_equal(unpack_signs(expand["weight"], TINY_CFG.backbone_size), signs[:, :, 0])
     s, t = _bn(blk.bn_hidden)
     np.testing.assert_allclose(expand["scale"], scale * s, rtol=1e-6)
     np.testing.assert_allclose(
@@ -110,7 +97,7 @@ def test_signs_and_folded_affines(files, student):
     )
     memory = ops[3]  # depthwise: one row of channel bits per tap
     mem_signs = blk.memory.binarizer.weight_parts(blk.memory.weight)[0].numpy()[:, 0, :].T
-    np.testing.assert_array_equal(unpack_signs(memory["weight"], CFG.backbone_size), mem_signs)
+    np.testing.assert_array_equal(unpack_signs(memory["weight"], TINY_CFG.backbone_size), mem_signs)
     conv2 = ops[1]  # rows ordered (time tap, mel tap, channel)
     conv_signs = student.conv2.binarizer.weight_parts(student.conv2.weight)[0].numpy()
     np.testing.assert_array_equal(
@@ -149,17 +136,19 @@ def test_c_header_holds_the_same_bytes(files, tmp_path):
 
 def test_what_the_engine_cannot_run_is_refused(tmp_path, student):
     with pytest.raises(UserError, match="'xnor' cannot be exported"):
-        export_student(tiny_student(binarizer="xnor"), "1x", CLASSES, FrontEndConfig(), tmp_path / "x.bfsm")
+        export_student(
+            tiny_student(binarizer="xnor"), "1x", TINY_CLASSES, FrontEndConfig(), tmp_path / "x.bfsm"
+        )
     with pytest.raises(UserError, match="5 outputs"):
-        export_student(student, "1x", CLASSES[:3], FrontEndConfig(), tmp_path / "x.bfsm")
+        export_student(student, "1x", TINY_CLASSES[:3], FrontEndConfig(), tmp_path / "x.bfsm")
     with pytest.raises(UserError, match="40 mels x 32 frames"):
-        export_student(student, "1x", CLASSES, FrontEndConfig(n_mels=40), tmp_path / "x.bfsm")
+        export_student(student, "1x", TINY_CLASSES, FrontEndConfig(n_mels=40), tmp_path / "x.bfsm")
     with pytest.raises(UserError, match="not one of this model's variants"):
-        export_student(student, "0.75x", CLASSES, FrontEndConfig(), tmp_path / "x.bfsm")
+        export_student(student, "0.75x", TINY_CLASSES, FrontEndConfig(), tmp_path / "x.bfsm")
     with pytest.raises(UserError, match="export_teacher"):
-        export_student(tiny_teacher(), "1x", CLASSES, FrontEndConfig(), tmp_path / "x.bfsm")
+        export_student(tiny_teacher(), "1x", TINY_CLASSES, FrontEndConfig(), tmp_path / "x.bfsm")
     with pytest.raises(UserError, match="export_student"):
-        export_teacher(student, CLASSES, FrontEndConfig(), tmp_path / "x.bfsm")
+        export_teacher(student, TINY_CLASSES, FrontEndConfig(), tmp_path / "x.bfsm")
     assert not (tmp_path / "x.bfsm").exists()
 
 
@@ -174,7 +163,7 @@ def _corrupt(data: bytes, offset: int, value: bytes, fix_crc: bool) -> bytes:
 def test_malformed_files_give_errors_not_crashes(lib, files, tmp_path):
     good = files["0.25x"].read_bytes()
     # file header, model header, variant name, class names, block list [3]: then the first op's type byte
-    first_op = 16 + 64 + 2 + len("0.25x") + sum(2 + len(c) for c in CLASSES) + 4 + 4
+    first_op = 16 + 64 + 2 + len("0.25x") + sum(2 + len(c) for c in TINY_CLASSES) + 4 + 4
     cases = {
         "bad magic": good.replace(b"BFSM", b"BFSX", 1),
         "version 9": _corrupt(good, 4, b"\x09\x00", fix_crc=False),
@@ -210,4 +199,4 @@ def test_onnx_teacher_matches_pytorch(tmp_path):
         want = teacher(feats).numpy()
     np.testing.assert_allclose(session.run(None, {"features": feats.numpy()})[0], want, rtol=1e-4, atol=1e-4)
     with pytest.raises(UserError, match="full-precision"):
-        export_teacher_onnx(DFSMN(CFG, "bifsmn"), tmp_path / "student.onnx")
+        export_teacher_onnx(DFSMN(TINY_CFG, "bifsmn"), tmp_path / "student.onnx")

@@ -9,11 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.nn import BINARIZERS, DFSMN, ModelConfig, make_binarizer, sign
-from bifsmn_cli.nn.binarizers import QConv1d
+from bifsmn_cli.nn.binarizers import BINARIZERS, make_binarizer, sign
+from bifsmn_cli.nn.config import BINARIZER_NAMES, ModelConfig
+from bifsmn_cli.nn.dfsmn import DFSMN
+from bifsmn_cli.nn.layers import QConv1d
 
 TINY = ModelConfig(
-    n_mels=16, frames=16, num_classes=4, num_blocks=4, frontend_channels=4, backbone_size=16, hidden_size=24
+    n_mels=16, frames=16, num_classes=4, num_blocks=4, stem_channels=4, backbone_size=16, hidden_size=24
 )
 SIGN_BASED = ("bifsmn", "bnn", "bireal", "irnet", "rad")
 
@@ -30,6 +32,11 @@ def test_registry():
         assert cls.paper and cls.__doc__
     with pytest.raises(UserError, match="binarizer 'foo' is unknown"):
         make_binarizer("foo", 4, 1)
+
+
+def test_torch_free_names_are_the_registry():
+    """Pipelines are validated against nn.config's name list without loading torch; it must stay the registry."""
+    assert BINARIZER_NAMES == tuple(BINARIZERS)
 
 
 def test_sign_of_zero_and_nan_is_plus_one():

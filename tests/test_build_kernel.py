@@ -10,13 +10,13 @@ import struct
 import subprocess
 
 import pytest
-from conftest import assert_user_error, run_cli
+from helpers import assert_user_error, run_cli
 
 from bifsmn_cli.engine import build
 from bifsmn_cli.engine.binding import IMPLS, Library
 from bifsmn_cli.engine.mca import MCA_NAMES, find_tool
 from bifsmn_cli.errors import UserError
-from stages import runner
+from stages.pipeline import runner, schema
 
 HOST_FILES = {"libbifsmn.so", "libbifsmn.a", "bifsmn-infer", "bifsmn.h", "build.log", "ctest.log"}
 EM_AARCH64 = 183
@@ -86,7 +86,7 @@ def test_up_to_date_until_sources_change(host_build, monkeypatch):
     path, _, manifest, _ = host_build
     status = run_cli("status", "-c", str(path))
     assert re.search(r"build-kernel\s.*up to date", status.stderr), status.stderr
-    pipeline = runner.load(path)
+    pipeline = schema.load(path)
     assert {s.stage: s.state for s in runner.statuses(pipeline)}["build-kernel"] == "up to date"
     monkeypatch.setattr(build, "source_hash", lambda root=None: "edited")
     stale = {s.stage: s for s in runner.statuses(pipeline)}["build-kernel"]
@@ -117,7 +117,7 @@ def test_failing_ctest_names_tests_and_log(tmp_path, monkeypatch):
     with open(copy / "CMakeLists.txt", "a") as fh:
         fh.write("\nadd_test(NAME always_fails COMMAND ${CMAKE_COMMAND} -E false)\n")
     monkeypatch.setattr(build, "CSRC", copy)
-    pipeline = runner.load(_pipeline(tmp_path))
+    pipeline = schema.load(_pipeline(tmp_path))
     with pytest.raises(UserError) as err:
         runner.run_stages(pipeline, ["build-kernel"])
     log = tmp_path / "ws" / "build-kernel" / "host" / "ctest.log"

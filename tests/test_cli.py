@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import assert_user_error
+from helpers import assert_user_error
 
 STAGE_COMMANDS = [
     "download",

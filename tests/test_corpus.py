@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from helpers import write_corpus
 
 from bifsmn_cli.data.corpus import (
     COMMAND_WORDS,
@@ -32,33 +30,6 @@ KNOWN_SPLITS = {
     "yes/004ae714_nohash_0.wav": "train",
     "right/988e2f9a_nohash_0.wav": "train",
 }
-
-
-def write_corpus(
-    root: Path,
-    words: tuple[str, ...] = (*COMMAND_WORDS, "cat", "dog"),
-    speakers: tuple[str, ...] = ("0c40e715", "6d818f6c", "004ae714", "988e2f9a", "aaaa0003", "aaaa0004"),
-    suffix: str = ".wav",
-    seconds: float = 1.0,
-    noises: tuple[str, ...] = ("white_noise", "running_tap"),
-) -> list[str]:
-    """A tiny corpus in the Speech Commands layout: one tone clip per (word, speaker); returns the clip paths."""
-    rng = np.random.default_rng(0)
-    paths = []
-    n = int(seconds * 16000)
-    for w, word in enumerate(words):
-        (root / word).mkdir(parents=True, exist_ok=True)
-        for s, speaker in enumerate(speakers):
-            t = np.arange(n) / 16000
-            wave = 0.3 * np.sin(2 * np.pi * (200 + 50 * w + 7 * s) * t) + 0.01 * rng.standard_normal(n)
-            rel = f"{word}/{speaker}_nohash_0{suffix}"
-            sf.write(root / rel, wave, 16000, subtype="PCM_16")
-            paths.append(rel)
-    if noises:
-        (root / "_background_noise_").mkdir(exist_ok=True)
-        for name in noises:
-            sf.write(root / "_background_noise_" / f"{name}.wav", 0.2 * rng.standard_normal(3 * 16000), 16000)
-    return paths
 
 
 def test_which_set_matches_the_official_lists():

@@ -2,47 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import random
 import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import assert_user_error, closed_port_url
-from test_corpus import write_corpus
+from helpers import assert_user_error, closed_port_url, make_tar, sha, tar_directory, write_corpus
 
-from bifsmn_cli.data.download import fetch, safe_extract
+from bifsmn_cli.data.archives import fetch, safe_extract
 from bifsmn_cli.errors import UserError
-
-
-def make_tar(members: dict[str, bytes], links: dict[str, tuple[str, bytes]] | None = None) -> bytes:
-    """A .tar.gz in memory; `links` maps a member name to (target, SYMTYPE or LNKTYPE)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, (target, kind) in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = kind, target
-            tar.addfile(info)
-    return buf.getvalue()
-
-
-def tar_directory(root: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for path in sorted(root.rglob("*")):
-            tar.add(path, arcname="./" + path.relative_to(root).as_posix(), recursive=False)
-    return buf.getvalue()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 

@@ -15,57 +15,19 @@ import pytest
 import soundfile as sf
 import torch
 import torch.nn.functional as F
+from helpers import BUILD_DIR, TINY_CFG, TINY_CLASSES, VARIANTS, dB_features, tiny_student, tiny_teacher
 from torch import Tensor, nn
 
-from bifsmn_cli.audio.frontend import FrontEnd, FrontEndConfig
-from bifsmn_cli.engine import Engine, Library, build_library
-from bifsmn_cli.engine.binding import CSRC
+from bifsmn_cli.audio.config import FrontEndConfig
+from bifsmn_cli.audio.frontend import FrontEnd
+from bifsmn_cli.audio.wav import INT16_SCALE
+from bifsmn_cli.engine.binding import Engine
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.export import export_student, export_teacher
-from bifsmn_cli.nn import DFSMN, ModelConfig, sign, variant_key
+from bifsmn_cli.export.lowering import export_student, export_teacher
+from bifsmn_cli.nn.binarizers import sign
+from bifsmn_cli.nn.dfsmn import DFSMN, variant_key
 
-BUILD_DIR = CSRC / "build" / "pytest"
-# Widths chosen off the 64-bit word size: conv2 K = 150, fc1 K = 96, backbone 48, hidden 80.
-CFG = ModelConfig(num_classes=5, num_blocks=4, frontend_channels=6, backbone_size=48, hidden_size=80)
-VARIANTS = ("1x", "0.5x", "0.25x")
-CLASSES = ["yes", "no", "up", "_silence_", "_unknown_"]
 MODELS = [*VARIANTS, "teacher"]
-
-
-def randomise(model: DFSMN, seed: int) -> DFSMN:
-    """Non-trivial BatchNorm statistics/affines (some negative gammas) and PReLU slopes; eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
-                flip = torch.where(torch.rand(n, generator=g) < 0.2, -1.0, 1.0)
-                m.weight.copy_((0.5 + torch.rand(n, generator=g)) * flip)
-                m.bias.copy_(0.2 * torch.randn(n, generator=g))
-            elif isinstance(m, nn.PReLU):
-                m.weight.copy_(0.05 + 0.4 * torch.rand(m.weight.shape, generator=g))
-    return model.eval()
-
-
-def tiny_student(seed: int = 0, binarizer: str = "bifsmn") -> DFSMN:
-    torch.manual_seed(seed)
-    return randomise(DFSMN(CFG, binarizer, VARIANTS), seed)
-
-
-def tiny_teacher(seed: int = 0) -> DFSMN:
-    torch.manual_seed(seed)
-    return randomise(DFSMN(CFG), seed + 1)
-
-
-def dB_features(n: int, seed: int) -> Tensor:
-    return 15 * torch.randn(n, CFG.n_mels, CFG.frames, generator=torch.Generator().manual_seed(seed)) - 40
-
-
-@pytest.fixture(scope="module")
-def lib() -> Library:
-    return Library(build_library(BUILD_DIR))
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +37,9 @@ def exported(tmp_path_factory) -> dict[str, tuple[DFSMN, str, Path]]:
     student, teacher = tiny_student(), tiny_teacher()
     models = {}
     for v in VARIANTS:
-        export_student(student, v, CLASSES, FrontEndConfig(), out / f"{v}.bfsm")
+        export_student(student, v, TINY_CLASSES, FrontEndConfig(), out / f"{v}.bfsm")
         models[v] = (student, v, out / f"{v}.bfsm")
-    export_teacher(teacher, CLASSES, FrontEndConfig(), out / "teacher.bfsm")
+    export_teacher(teacher, TINY_CLASSES, FrontEndConfig(), out / "teacher.bfsm")
     models["teacher"] = (teacher, "1x", out / "teacher.bfsm")
     return models
 
@@ -180,7 +142,7 @@ def test_scores_match_pytorch(lib, exported, name):
         want = model(feats, variant).numpy()
     with Engine.load(path, lib) as engine:
         assert engine.variant == ("fp" if name == "teacher" else variant)
-        assert engine.classes == CLASSES and engine.binary == (name != "teacher")
+        assert engine.classes == TINY_CLASSES and engine.binary == (name != "teacher")
         got = np.stack([engine.run_features(f) for f in feats.numpy()])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
     np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
@@ -193,7 +155,7 @@ def test_kernel_implementations_agree(lib, exported, name):
     if len(impls) < 2:
         pytest.skip("only the reference kernels run on this CPU")
     feats = dB_features(2, seed=2).numpy()
-    x = np.random.default_rng(3).standard_normal((16, 16, CFG.frontend_channels)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((16, 16, TINY_CFG.stem_channels)).astype(np.float32)
     results = {}
     for impl in impls:
         with Engine.load(path, lib, kernel=impl) as engine:
@@ -237,7 +199,7 @@ def test_pcm_path_equals_front_end_then_network(lib, exported):
         with Engine.load(path, lib) as engine:
             feats = engine.features_pcm(pcm)
             np.testing.assert_array_equal(engine.run_pcm(pcm), engine.run_features(feats))
-        python_feats = FrontEnd(FrontEndConfig())(torch.from_numpy(pcm / 32768.0).float()[None])
+        python_feats = FrontEnd(FrontEndConfig())(torch.from_numpy(pcm / INT16_SCALE).float()[None])
         np.testing.assert_allclose(feats, python_feats[0].numpy(), atol=0.01)
     teacher, _, path = exported["teacher"]
     with torch.no_grad(), Engine.load(path, lib) as engine:
@@ -261,11 +223,11 @@ def test_infer_tool_classifies_clips(lib, exported, tmp_path):
     assert [r["file"] for r in report] == clips
     assert "channel" in report[2]["error"]
     with Engine.load(path, lib) as engine:
-        best_full = CLASSES[int(engine.run_pcm(full).argmax())]
+        best_full = TINY_CLASSES[int(engine.run_pcm(full).argmax())]
         for entry, pcm in zip(report[:2], (full, np.pad(short, (0, 16000 - short.size))), strict=True):
             logits = engine.run_pcm(pcm)
             top = np.argsort(-logits)[:2]
-            assert [t["class"] for t in entry["top"]] == [CLASSES[i] for i in top]
+            assert [t["class"] for t in entry["top"]] == [TINY_CLASSES[i] for i in top]
             np.testing.assert_allclose([t["logit"] for t in entry["top"]], logits[top], rtol=1e-5, atol=1e-5)
             probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
             np.testing.assert_allclose([t["score"] for t in entry["top"]], probs[top], atol=1e-5)

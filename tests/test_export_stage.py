@@ -8,12 +8,13 @@ import shutil
 
 import pytest
 import torch
-from conftest import assert_user_error, invoke_cli
+from helpers import assert_user_error, invoke_cli
 from tiny_workspace import VARIANTS, pipeline_file, run, write_build_kernel, write_featurize, write_models
 
-from bifsmn_cli.export import onnx_available, read_bfsm
-from bifsmn_cli.nn.checkpoint import load_model, save_model
+from bifsmn_cli.export.bfsm import read_bfsm
+from bifsmn_cli.export.onnx_export import onnx_available
 from bifsmn_cli.nn.dfsmn import variant_blocks
+from bifsmn_cli.nn.model_file import load_model, save_model
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import assert_user_error
-from test_corpus import write_corpus
+from helpers import assert_user_error, write_corpus
 
 from bifsmn_cli.audio.frontend import FrontEnd
 from bifsmn_cli.audio.wav import BadClip, fit_length, read_clip

@@ -6,9 +6,11 @@ import pytest
 import torch
 import torchaudio
 
-from bifsmn_cli.audio.frontend import FRONTEND_SCHEMA, FrontEnd, FrontEndConfig
-from bifsmn_cli.config import validate_section
+from bifsmn_cli.audio.config import FrontEndConfig
+from bifsmn_cli.audio.frontend import FrontEnd
+from bifsmn_cli.config import dataclass_from_section, validate_section
 from bifsmn_cli.errors import UserError
+from stages.featurize import SPEC as FEATURIZE
 
 
 def tones(*freqs: float, amp: float = 0.5) -> torch.Tensor:
@@ -60,12 +62,13 @@ def test_config_checks_and_schema():
     with pytest.raises(UserError, match=r"featurize.win_length: 4096 exceeds featurize.n_fft \(2048\)"):
         FrontEnd(FrontEndConfig(win_length=4096))
     with pytest.raises(UserError, match=r"featurize.n_mfcc: 64 exceeds featurize.n_mels \(32\)"):
-        FrontEndConfig.from_section({"features": "mfcc", "n_mfcc": 64})
+        dataclass_from_section(FrontEndConfig, {"features": "mfcc", "n_mfcc": 64})
     with pytest.raises(UserError, match=r"featurize.f_max: 100 must exceed featurize.f_min \(200\)"):
-        FrontEndConfig.from_section({"f_min": 200.0, "f_max": 100.0})
-    resolved = validate_section("featurize", {"n_mels": 20}, FRONTEND_SCHEMA)
-    assert FrontEndConfig.from_section(resolved) == FrontEndConfig(n_mels=20)
+        dataclass_from_section(FrontEndConfig, {"f_min": 200.0, "f_max": 100.0})
+    resolved = validate_section("featurize", {"n_mels": 20}, FEATURIZE.schema)
+    assert dataclass_from_section(FrontEndConfig, resolved) == FrontEndConfig(n_mels=20)
+    assert not set(FEATURIZE.schema) & {"sample_rate", "num_samples"}  # the clip format is not a key
     with pytest.raises(UserError, match="featurize.features: expected one of logmel, mfcc, fbank"):
-        validate_section("featurize", {"features": "cqt"}, FRONTEND_SCHEMA)
+        validate_section("featurize", {"features": "cqt"}, FEATURIZE.schema)
     with pytest.raises(ValueError, match=r"expected waves of shape \(batch, samples\)"):
         FrontEnd()(torch.zeros(16000))

@@ -58,7 +58,7 @@ def test_seeds_are_inputs_the_engine_runs(fuzz_build, tmp_path):
     assert [p.name for p in models] == ["student-1x.bfsm", "student-0.5x.bfsm", "teacher.bfsm"]
     for path in models:
         with Engine.from_bytes(path.read_bytes(), lib) as engine:
-            scores = engine.run_pcm(np.zeros(fuzz.SEED_FRONTEND["num_samples"], dtype=np.int16))
+            scores = engine.run_pcm(np.zeros(fuzz.SEED_FRONTEND.num_samples, dtype=np.int16))
             assert scores.shape == (len(fuzz.SEED_CLASSES),) and np.isfinite(scores).all()
     clips = {p.name: sf.info(p) for p in fuzz.write_seeds("wav", tmp_path / "wav")}
     assert clips["stereo.wav"].channels == 2 and clips["extensible.wav"].format == "WAVEX"

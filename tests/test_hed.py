@@ -8,12 +8,12 @@ import pywt
 import torch
 
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.nn import HED, HEDConfig, Wavelet2D, match_blocks
-from bifsmn_cli.nn.hed import MODES
+from bifsmn_cli.nn.config import HED_MODES, HEDConfig
+from bifsmn_cli.nn.hed import HED, Wavelet2D, match_blocks
 
 
 @pytest.mark.parametrize("wavelet", ["haar", "db2", "sym4"])
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", HED_MODES)
 def test_dwt2_and_idwt2_match_pywavelets(wavelet, mode):
     rng = np.random.default_rng(0)
     dwt = Wavelet2D(wavelet, mode)

@@ -10,15 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import BUILD_DIR
 
-from bifsmn_cli.engine import Library, build_library
-from bifsmn_cli.engine.binding import CSRC
+from bifsmn_cli.engine.binding import Library
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.export import pack_signs
-from bifsmn_cli.export.bfsm import unpack_signs
-from bifsmn_cli.nn import sign
+from bifsmn_cli.export.bfsm import pack_signs, unpack_signs
+from bifsmn_cli.nn.binarizers import sign
 
-BUILD_DIR = CSRC / "build" / "pytest"
 IMPLS = ["ref", "avx2", "avx512"]
 # K around word and 128-bit boundaries, M and N not multiples of any tile, K = 1
 SHAPES = [
@@ -31,11 +29,6 @@ SHAPES = [
     (40, 31, 129),
     (64, 12, 400),
 ]
-
-
-@pytest.fixture(scope="module")
-def lib() -> Library:
-    return Library(build_library(BUILD_DIR))
 
 
 def _need(lib: Library, impl: str) -> None:

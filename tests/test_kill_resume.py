@@ -27,11 +27,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FileServer, assert_user_error, invoke_cli, start_cli
-from test_corpus import write_corpus
-from test_download import sha
+from helpers import FileServer, assert_user_error, invoke_cli, sha, start_cli, write_corpus
 
-from bifsmn_cli.train.loop import CHECKPOINT, STALL_ENV
+from bifsmn_cli.train.checkpoint import CHECKPOINT, STALL_ENV
 
 # Bit-identical resume needs the same thread count in every run.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -149,7 +147,7 @@ def featurized(tmp_path_factory) -> Path:
         f"name: t\nworkspace: {root / 'ws'}\nseed: 3\n"
         f"download: {{source: folder, path: {root / 'corpus'}}}\n"
         "featurize: {task: words, words: [yes, no, up]}\n"
-        "model: {num_blocks: 4, backbone_size: 16, hidden_size: 24, frontend_channels: 4}\n"
+        "model: {num_blocks: 4, backbone_size: 16, hidden_size: 24, stem_channels: 4}\n"
         f"train_teacher: {{epochs: {EPOCHS}, batch_size: 4, lr: 0.05}}\n"
         f"distill: {{epochs: {EPOCHS}, batch_size: 4, lr: 0.005, optimizer: adamw}}\n"
     )

@@ -6,20 +6,13 @@ import pytest
 import torch
 
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.nn import (
-    DFSMN,
-    VARIANT_BLOCKS,
-    ModelConfig,
-    count_all,
-    count_variant,
-    load_teacher_into_student,
-    variant_blocks,
-    variant_key,
-)
+from bifsmn_cli.nn.config import ModelConfig
+from bifsmn_cli.nn.counting import count_all, count_variant
+from bifsmn_cli.nn.dfsmn import DFSMN, VARIANT_BLOCKS, load_teacher_into_student, variant_blocks, variant_key
 
 VARIANTS = ("1x", "0.5x", "0.25x")
 TINY = ModelConfig(
-    n_mels=16, frames=16, num_classes=4, num_blocks=4, frontend_channels=4, backbone_size=16, hidden_size=24
+    n_mels=16, frames=16, num_classes=4, num_blocks=4, stem_channels=4, backbone_size=16, hidden_size=24
 )
 
 
@@ -152,7 +145,7 @@ def test_config_from_dict_and_errors():
 def test_non_default_config_counts():
     cfg = ModelConfig(n_mels=40, frames=98, num_blocks=3, memory_left=4, memory_right=1, num_classes=35)
     teacher = DFSMN(cfg)
-    assert cfg.frontend_shape() == (10, 25)
+    assert cfg.stem_shape() == (10, 25)
     logits, blocks = teacher(torch.randn(2, 40, 98), return_blocks=True)
     assert logits.shape == (2, 35) and blocks[0].shape == (2, 128, 25)
     c = count_variant(teacher)

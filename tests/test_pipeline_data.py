@@ -7,10 +7,7 @@ import json
 import shutil
 
 import numpy as np
-from conftest import ROOT, FileServer, assert_user_error
-from test_corpus import write_corpus
-from test_download import sha, tar_directory
-from test_synth import needs_espeak
+from helpers import ROOT, FileServer, assert_user_error, needs_espeak, sha, tar_directory, write_corpus
 
 from bifsmn_cli.data.corpus import COMMAND_WORDS, SILENCE, UNKNOWN
 from bifsmn_cli.data.packed import load_classes, load_split

@@ -8,15 +8,16 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import assert_user_error, invoke_cli
-from tiny_workspace import BUILD_DIR, CFG, CLASSES, VARIANTS
+from helpers import BUILD_DIR, VARIANTS, assert_user_error, invoke_cli
+from tiny_workspace import CFG, CLASSES
 
-from bifsmn_cli.audio.frontend import FrontEndConfig
+from bifsmn_cli.audio.config import FrontEndConfig
 from bifsmn_cli.audio.wav import to_int16
-from bifsmn_cli.engine import Engine, Library, build_library
+from bifsmn_cli.engine.binding import Engine, Library
+from bifsmn_cli.engine.build import build_library
 from bifsmn_cli.engine.predict import predict
-from bifsmn_cli.export import export_student
-from bifsmn_cli.nn import DFSMN
+from bifsmn_cli.export.lowering import export_student
+from bifsmn_cli.nn.dfsmn import DFSMN
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-import stages
-import stages.runner as runner
 from bifsmn_cli.config import Int, load_pipeline
-from bifsmn_cli.errors import UserError
+from bifsmn_cli.errors import InternalError, UserError
 from bifsmn_cli.fsutil import WorkspaceLock, atomic_path, atomic_write_json
-from stages.base import StageSpec
+from stages.pipeline import registry, runner, schema
+from stages.pipeline.manifest import fingerprint
+from stages.pipeline.stage import StageSpec
 
 
 def _make_stage(name: str, needs: tuple[str, ...], calls: list[str]) -> types.ModuleType:
     module = types.ModuleType(f"fake_{name}")
-    module.SPEC = StageSpec(name=name, schema={"size": Int(1, min=1)}, needs=needs)
+    module.SPEC = StageSpec(name=name, schema={"size": Int(1, min=1)}, needs=needs, outputs=("out.json",))
 
     def run(ctx):
         calls.append(name)
@@ -46,13 +46,12 @@ def fake(monkeypatch, tmp_path):
         "c": _make_stage("c", ("b",), calls),
     }
     table = {name: mod.__name__ for name, mod in mods.items()}
-    monkeypatch.setattr(stages, "STAGES", table)
-    monkeypatch.setattr(runner, "STAGES", table)
+    monkeypatch.setattr(registry, "STAGES", table)
     path = tmp_path / "p.yaml"
     path.write_text(f"name: t\nworkspace: {tmp_path / 'ws'}\n")
 
     def load(*overrides: str):
-        return load_pipeline(path, runner.all_schemas(), list(overrides))
+        return load_pipeline(path, schema.pipeline_schema(), list(overrides))
 
     return load, calls, tmp_path / "ws"
 
@@ -69,7 +68,7 @@ def test_manifest_and_up_to_date(fake):
     manifest = json.loads((ws / "b" / "manifest.json").read_text())
     assert manifest["stage"] == "b" and manifest["config"] == {"b": {"size": 1}}
     assert set(manifest["outputs"]) == {"out.json"} and len(manifest["outputs"]["out.json"]) == 64
-    assert manifest["metrics"] == {"size": 1} and manifest["inputs"]["a"] == runner.fingerprint(
+    assert manifest["metrics"] == {"size": 1} and manifest["inputs"]["a"] == fingerprint(
         json.loads((ws / "a" / "manifest.json").read_text())
     )
     assert not (ws / "b" / "state").exists(), "resumable state is dropped once the stage finished"
@@ -124,9 +123,9 @@ def test_lock_refuses_a_second_writer(fake):
 
 
 def test_select_and_unknown_stage():
-    assert runner.select("featurize", "distill") == ["featurize", "train-teacher", "distill"]
+    assert registry.select("featurize", "distill") == ["featurize", "train-teacher", "distill"]
     with pytest.raises(UserError, match="unknown stage 'x'"):
-        runner.select("x", None)
+        registry.select("x", None)
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path):
@@ -142,7 +141,7 @@ def test_source_hash_makes_the_stage_stale(fake, monkeypatch):
     """A stage declaring `source_hash` (build-kernel: the csrc/ tree) goes stale when only its sources change."""
     load, calls, _ = fake
     source = {"hash": "v1"}
-    spec = stages.stage_module("b").SPEC
+    spec = registry.stage_module("b").SPEC
     monkeypatch.setattr(
         sys.modules["fake_b"], "SPEC", dataclasses.replace(spec, source_hash=lambda: source["hash"])
     )
@@ -160,7 +159,7 @@ def test_source_hash_makes_the_stage_stale(fake, monkeypatch):
 def test_keep_state_survives_a_config_change_but_not_force(fake, monkeypatch):
     load, _, ws = fake
     module = sys.modules["fake_a"]
-    monkeypatch.setattr(module, "SPEC", StageSpec(name="a", schema=module.SPEC.schema, keep_state=True))
+    monkeypatch.setattr(module, "SPEC", dataclasses.replace(module.SPEC, keep_state=True))
     runner.run_stages(load(), ["a"])
     assert (ws / "a" / "state" / "ckpt").exists()
     (ws / "a" / "state" / "archive.tar.gz").write_text("verified")
@@ -168,3 +167,24 @@ def test_keep_state_survives_a_config_change_but_not_force(fake, monkeypatch):
     assert (ws / "a" / "state" / "archive.tar.gz").exists()
     runner.run_stages(load("a.size=2"), ["a"], force=True)
     assert not (ws / "a" / "state" / "archive.tar.gz").exists()
+
+
+def test_a_stage_reads_and_writes_only_what_it_declares(fake, monkeypatch):
+    """Inputs come from declared upstream stages and their declared files, sections from the spec; a file the
+    stage does not declare fails the stage (a bug: exit 2), leaving failed.json and no manifest."""
+    load, _, ws = fake
+    runner.run_stages(load(), ["a"])
+    module = sys.modules["fake_b"]
+    for bad, message in (
+        (lambda ctx: ctx.input_file("a", "secret.json"), "reads a/secret.json, which a does not declare"),
+        (lambda ctx: ctx.input_dir("c"), "reads c's artifact without declaring it"),
+        (lambda ctx: ctx.section("c"), "reads section 'c' without declaring it"),
+        (lambda ctx: (ctx.out_dir / "stray.txt").write_text("x"), "stray.txt, which it does not declare"),
+    ):
+        monkeypatch.setattr(module, "run", bad)
+        with pytest.raises(InternalError, match=message):
+            runner.run_stages(load(), ["b"])
+        assert not (ws / "b" / "manifest.json").exists() and (ws / "b" / "failed.json").exists()
+    monkeypatch.setattr(module, "run", lambda ctx: {"read": ctx.input_file("a", "out.json").read_text()})
+    assert runner.run_stages(load(), ["b"]) == ["b"]
+    assert json.loads(json.loads((ws / "b" / "manifest.json").read_text())["metrics"]["read"])["size"] == 1

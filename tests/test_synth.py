@@ -9,14 +9,13 @@ from collections import defaultdict
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import assert_user_error
+from helpers import assert_user_error, needs_espeak
 
 from bifsmn_cli.audio.noise import GENERATORS, STATIONARY, generate_noises
-from bifsmn_cli.audio.synth import plan, speakers, split_speakers, synthesize_corpus
 from bifsmn_cli.audio.wav import parse_wav_bytes
 from bifsmn_cli.data.corpus import assign_splits, scan
-
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+from bifsmn_cli.data.sources.espeak import speakers
+from bifsmn_cli.data.sources.synthetic import plan, split_speakers, synthesize_corpus
 
 
 @needs_espeak

@@ -13,19 +13,20 @@ import pytest
 import torch
 
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.nn import DFSMN, HED, HEDConfig, ModelConfig, load_teacher_into_student
-from bifsmn_cli.train import (
-    Split,
-    TrainConfig,
-    TrainData,
+from bifsmn_cli.nn.config import HEDConfig, ModelConfig
+from bifsmn_cli.nn.dfsmn import DFSMN, load_teacher_into_student
+from bifsmn_cli.nn.hed import HED
+from bifsmn_cli.train.config import TrainConfig
+from bifsmn_cli.train.data import SplitTensors, TrainData
+from bifsmn_cli.train.loop import MAX_BAD_STEPS, train
+from bifsmn_cli.train.metrics import (
     accuracy,
     confusion_matrix,
     per_class_accuracy,
     plot_confusion,
     plot_history,
-    train,
 )
-from bifsmn_cli.train.loop import MAX_BAD_STEPS, _ordered
+from bifsmn_cli.train.selection import is_ordered
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(
@@ -33,7 +34,7 @@ TINY = ModelConfig(
     frames=16,
     num_classes=4,
     num_blocks=4,
-    frontend_channels=4,
+    stem_channels=4,
     backbone_size=16,
     hidden_size=24,
     student_dropout=0.1,
@@ -62,7 +63,7 @@ def _data(with_waves: bool = True) -> TrainData:
     for n, seed in ((96, 1), (48, 2), (48, 3)):
         waves, labels = _waves(n, seed)
         features = _frontend(waves.float() / 32768)
-        splits.append(Split(labels, waves=waves if with_waves else None, features=features))
+        splits.append(SplitTensors(labels, waves=waves if with_waves else None, features=features))
     return TrainData(*splits, class_names=["a", "b", "c", "d"])
 
 
@@ -142,12 +143,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from bifsmn_cli.nn import DFSMN, ModelConfig
-from bifsmn_cli.train import Split, TrainConfig, TrainData, train
+from bifsmn_cli.nn.config import ModelConfig
+from bifsmn_cli.nn.dfsmn import DFSMN
+from bifsmn_cli.train.config import TrainConfig
+from bifsmn_cli.train.data import SplitTensors, TrainData
+from bifsmn_cli.train.loop import train
 
 # PReLU everywhere: a dead ReLU channel has zero variance, and the activation kink at exactly 0 would turn
 # last-bit differences in its BN statistics into different gradients
-CFG = ModelConfig(n_mels=16, frames=16, num_classes=4, num_blocks=2, frontend_channels=4,
+CFG = ModelConfig(n_mels=16, frames=16, num_classes=4, num_blocks=2, stem_channels=4,
                   backbone_size=16, hidden_size=24, dropout=0.0, activation="prelu")
 
 
@@ -157,7 +161,7 @@ def run(state_dir):
     model = DFSMN(CFG, None, ("1x", "0.5x"))
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(16, 16, 16, generator=g), torch.arange(16) % 4
-    data = TrainData(Split(y, features=x), Split(y[:8], features=x[:8]))
+    data = TrainData(SplitTensors(y, features=x), SplitTensors(y[:8], features=x[:8]))
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = TrainConfig(epochs=1, batch_size=16, lr=0.1, warmup_epochs=0, grad_clip=1.0)
     train(model, data, cfg, Path(state_dir))
@@ -227,9 +231,9 @@ def test_argument_errors(tmp_path):
 
 def test_best_requires_thinner_variants_not_to_beat_thicker():
     variants = ("1x", "0.5x", "0.25x")
-    assert _ordered({"1x": 0.9, "0.5x": 0.9, "0.25x": 0.8}, variants)
-    assert not _ordered({"1x": 0.9, "0.5x": 0.91, "0.25x": 0.8}, variants)
-    assert _ordered({"1x": 0.5}, ("1x",))
+    assert is_ordered({"1x": 0.9, "0.5x": 0.9, "0.25x": 0.8}, variants)
+    assert not is_ordered({"1x": 0.9, "0.5x": 0.91, "0.25x": 0.8}, variants)
+    assert is_ordered({"1x": 0.5}, ("1x",))
 
 
 def test_metrics_and_plots(tmp_path):

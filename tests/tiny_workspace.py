@@ -1,7 +1,7 @@
 """A tiny pipeline workspace made directly with the library, for the export and bench stage tests.
 
 featurize (a few random clips and their real log-mel features), train-teacher, distill and thin (tiny
-randomly initialised D-FSMNs with non-trivial BatchNorm), and build-kernel (the host engine built into
+randomly initialised D-FSMNs with non-trivial BatchNorm, scored as thin scores them), and build-kernel (the host engine built into
 csrc/build/pytest, shared with the engine tests, plus a canned aarch64 mca.json). Each directory gets a
 minimal manifest, which is all the runner checks of an upstream stage.
 """
@@ -14,20 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from helpers import BUILD_DIR, VARIANTS, randomise
 
-from bifsmn_cli.audio.frontend import FrontEnd, FrontEndConfig
+from bifsmn_cli.audio.config import FrontEndConfig
+from bifsmn_cli.audio.frontend import FrontEnd
+from bifsmn_cli.audio.wav import from_int16
 from bifsmn_cli.data import packed
-from bifsmn_cli.engine.binding import CSRC, build_library
-from bifsmn_cli.nn import DFSMN, ModelConfig
-from bifsmn_cli.nn.checkpoint import fixed_depth, save_model
-from bifsmn_cli.nn.counting import count_variant
-from stages import runner
+from bifsmn_cli.engine.build import build_library
+from bifsmn_cli.nn.config import ModelConfig
+from bifsmn_cli.nn.dfsmn import DFSMN
+from bifsmn_cli.nn.model_file import fixed_depth, save_model
+from bifsmn_cli.train import thin_scores
+from stages.pipeline import runner, schema
 
 CLASSES = ["yes", "no", "_unknown_"]
-CFG = ModelConfig(num_classes=3, num_blocks=4, frontend_channels=4, backbone_size=32, hidden_size=48)
-VARIANTS = ("1x", "0.5x", "0.25x")
-BUILD_DIR = CSRC / "build" / "pytest"
+CFG = ModelConfig(num_classes=3, num_blocks=4, stem_channels=4, backbone_size=32, hidden_size=48)
 # build-kernel's mca.json layout (bifsmn_cli.engine.mca.estimate), with round numbers to check arithmetic
 MCA = {
     "source": "libbifsmn.a",
@@ -38,19 +39,6 @@ MCA = {
         "sgemm": {"cpus": {"cortex-a53": {"macs_per_cycle": 2.0}}},
     },
 }
-
-
-def _randomise(model: DFSMN, seed: int) -> DFSMN:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.2 * torch.randn(n, generator=g))
-    return model.eval()
 
 
 def _manifest(directory: Path, stage: str, metrics: dict | None = None) -> None:
@@ -73,41 +61,28 @@ def write_featurize(ws: Path, clips: int = 8) -> None:
     for split in ("train", "validation", "testing"):
         waves = (rng.standard_normal((clips, 16000)) * 2000).astype(np.int16)
         with torch.no_grad():
-            features = frontend(torch.from_numpy(waves.astype(np.float32) / 32768.0)).numpy()
+            features = frontend(torch.from_numpy(from_int16(waves))).numpy()
         labels = rng.integers(0, len(CLASSES), clips)
         packed.save_split(out, split, waves, labels, features, [f"clip{i}.wav" for i in range(clips)])
     packed.save_classes(out, CLASSES)
-    (out / "frontend.json").write_text(json.dumps(FrontEndConfig().to_dict()))
+    packed.save_frontend(out, FrontEndConfig(), (32, 32))
     _manifest(out, "featurize")
 
 
 def write_models(ws: Path, binarizer: str = "bifsmn") -> None:
-    fe = FrontEndConfig().to_dict()
+    fe = FrontEndConfig()
     torch.manual_seed(0)
-    teacher = _randomise(DFSMN(CFG), 1)
-    student = _randomise(DFSMN(CFG, binarizer, VARIANTS), 2)
+    teacher = randomise(DFSMN(CFG), 1)
+    student = randomise(DFSMN(CFG, binarizer, VARIANTS), 2)
     for stage, name, model in (("train-teacher", "teacher.pt", teacher), ("distill", "student.pt", student)):
         (ws / stage).mkdir(parents=True)
         save_model(ws / stage / name, model, CLASSES, fe)
         _manifest(ws / stage, stage)
     thin = ws / "thin"
     (thin / "models").mkdir(parents=True)
-    rows = []
-    for name, model, variants in (("teacher", teacher, ["1x"]), ("student", student, list(VARIANTS))):
-        for v in variants:
-            count = count_variant(model, v)
-            rows.append(
-                {
-                    "variant": "teacher" if name == "teacher" else v,
-                    "val_accuracy": 0.5,
-                    "test_accuracy": 0.5,
-                    "params": count.params,
-                    "real_macs": count.real_macs,
-                    "binary_ops": count.binary_ops,
-                    "flops": count.flops,
-                    "bytes": count.bytes_fp32 if name == "teacher" else count.bytes_packed,
-                }
-            )
+    featurized = ws / "featurize"  # write_featurize comes first
+    val, test = packed.load_split(featurized, "validation"), packed.load_split(featurized, "testing")
+    rows = thin_scores.score(teacher, student, val, test)
     for v in VARIANTS:
         save_model(thin / "models" / f"{v}.pt", fixed_depth(student, v), CLASSES, fe, {"variant": v})
     (thin / "variants.json").write_text(json.dumps({"deployed": list(VARIANTS), "variants": rows}))
@@ -142,4 +117,4 @@ def pipeline_file(tmp: Path, ws: Path, extra: str = "") -> Path:
 
 def run(path: Path, stage: str, overrides: list[str] | None = None) -> dict:
     """Run one stage through the runner (manifest, failure handling) and return its manifest."""
-    return runner.run_stage(runner.load(path, overrides or []), stage)
+    return runner.run_stage(schema.load(path, overrides or []), stage)

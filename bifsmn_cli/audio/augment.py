@@ -9,74 +9,15 @@ shift and noise windows, and one polyphase resampler per speed factor on a small
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 import torchaudio
 
+from bifsmn_cli.audio.config import AugmentConfig
 from bifsmn_cli.audio.wav import SAMPLE_RATE
-from bifsmn_cli.config import schema_from_dataclass
-from bifsmn_cli.errors import UserError
-
-_SPEED_STEP = 20  # speed factors are multiples of 1/20
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """The `augment:` section, read by the training stages."""
-
-    enabled: bool = field(default=True, metadata={"help": "apply any augmentation at all"})
-    noise_prob: float = field(
-        default=0.8, metadata={"min": 0, "max": 1, "help": "share of clips given noise"}
-    )
-    noise_volume: float = field(default=0.1, metadata={"min": 0, "max": 1, "help": "max noise gain on clips"})
-    silence_volume: float = field(
-        default=1.0,
-        metadata={"min": 0, "max": 1, "help": "max noise gain on _silence_ clips (always noised)"},
-    )
-    shift_ms: float = field(
-        default=100.0, metadata={"min": 0, "max": 500, "help": "max time shift, zero fill"}
-    )
-    gain_min: float = field(default=0.8, metadata={"min": 0.01, "max": 10, "help": "lowest amplitude scale"})
-    gain_max: float = field(
-        default=1.25, metadata={"min": 0.01, "max": 10, "help": "highest amplitude scale"}
-    )
-    speed_prob: float = field(
-        default=0.5, metadata={"min": 0, "max": 1, "help": "share of clips sped up/down"}
-    )
-    speed_min: float = field(default=0.9, metadata={"min": 0.5, "max": 2, "help": "slowest speed factor"})
-    speed_max: float = field(default=1.1, metadata={"min": 0.5, "max": 2, "help": "fastest speed factor"})
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> AugmentConfig:
-        config = cls(**{f.name: section[f.name] for f in dataclasses.fields(cls) if f.name in section})
-        config.check()
-        return config
-
-    def check(self) -> None:
-        for low, high in (("gain_min", "gain_max"), ("speed_min", "speed_max")):
-            if getattr(self, low) > getattr(self, high):
-                raise UserError(
-                    f"augment.{low}: {getattr(self, low):g} exceeds augment.{high} ({getattr(self, high):g})"
-                )
-        if self.speed_prob > 0 and not self.speed_factors():
-            raise UserError(
-                f"augment.speed_min/speed_max: [{self.speed_min:g}, {self.speed_max:g}] holds no multiple of 0.05"
-            )
-
-    def speed_factors(self) -> list[float]:
-        """The speed grid: multiples of 0.05 in [speed_min, speed_max]."""
-        low = math.ceil(self.speed_min * _SPEED_STEP - 1e-9)
-        high = math.floor(self.speed_max * _SPEED_STEP + 1e-9)
-        return [n / _SPEED_STEP for n in range(low, high + 1)]
-
-
-AUGMENT_SCHEMA = schema_from_dataclass(AugmentConfig)
 
 
 def _fit_center(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -117,7 +58,6 @@ class Augmenter:
         silence_label: int | None = None,
         clip_samples: int = SAMPLE_RATE,
     ) -> None:
-        config.check()
         self.config = config
         self.silence_label = silence_label
         lengths = [len(n) for n in noises]

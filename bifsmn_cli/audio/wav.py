@@ -20,6 +20,8 @@ import soundfile as sf
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = SAMPLE_RATE  # one second
 AUDIO_SUFFIXES = (".wav", ".flac")
+# int16 PCM <-> float in [-1, 1): libsndfile's PCM_16 scale, which the C engine's front end uses too.
+INT16_SCALE = 32768.0
 
 
 class BadClip(Exception):
@@ -77,13 +79,13 @@ def fit_length(wave: np.ndarray, length: int = CLIP_SAMPLES) -> tuple[np.ndarray
 
 def to_int16(wave: np.ndarray) -> np.ndarray:
     """Float [-1, 1] -> int16 with clipping; `from_int16` inverts it exactly as libsndfile reads PCM_16."""
-    scaled = np.asarray(wave, dtype=np.float32) * np.float32(32768.0)
+    scaled = np.asarray(wave, dtype=np.float32) * np.float32(INT16_SCALE)
     np.rint(scaled, out=scaled)
     return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16)
 
 
 def from_int16(samples: np.ndarray) -> np.ndarray:
-    return samples.astype(np.float32) / 32768.0
+    return samples.astype(np.float32) / np.float32(INT16_SCALE)
 
 
 def write_wav(path: Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

@@ -13,12 +13,14 @@ cpufreq's maximum; without either the peak is not estimated.
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from bifsmn_cli import __version__
+from bifsmn_cli.versions import package_version
 
 FMA_PIPES = 2
 FLOPS_PER_FMA = 2
@@ -85,13 +87,6 @@ def peak(mhz: float | None, widths: dict[str, int], fma: bool = True) -> dict[st
     }
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def describe(
     cpuinfo: Path = Path("/proc/cpuinfo"),
     cpufreq: Path = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"),
@@ -107,8 +102,6 @@ def describe(
     )
     mhz = _mhz(text, cpufreq)
     fma = "fma" in flags or arch in ("aarch64", "arm64")
-    from bifsmn_cli import __version__
-
     return {
         "arch": arch,
         "cpu_model": model.group(1).strip() if model else "unknown",
@@ -120,8 +113,8 @@ def describe(
         "versions": {
             "bifsmn": __version__,
             "python": sys.version.split()[0],
-            "torch": _version("torch"),
-            "numpy": _version("numpy"),
-            "onnxruntime": _version("onnxruntime"),
+            "torch": package_version("torch"),
+            "numpy": package_version("numpy"),
+            "onnxruntime": package_version("onnxruntime"),
         },
     }

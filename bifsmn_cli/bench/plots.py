@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bifsmn_cli.bench.report import TEACHER, engine_contender
+from bifsmn_cli.bench.report import engine_contender
 from bifsmn_cli.fsutil import atomic_path
+from bifsmn_cli.nn.config import TEACHER
 
 
 def _save(fig: Any, path: Path) -> None:

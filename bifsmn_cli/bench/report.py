@@ -11,13 +11,14 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from bifsmn_cli.nn.config import TEACHER
+
 PAPER = {
     "source": "Qin et al., BiFSMN: Binary Neural Network for Keyword Spotting, IJCAI 2022",
     "accuracy_drop_below_pct": 3.0,  # 1x student vs full precision, Speech Commands V1-12
     "speedup_cortex_a53": {"1x": 10.9, "0.5x": 15.5, "0.25x": 22.3},  # vs the full-precision network
     "storage_saving": 15.5,
 }
-TEACHER = "teacher"
 # bench.json's units, by key (or key suffix); ratios are plain numbers (x times)
 UNITS = {
     "accuracy": "fraction of clips in [0, 1] (pytorch, engine, engine_e2e, agreement, agreement_e2e)",

@@ -1,4 +1,4 @@
-"""The Speech Commands layout, its splits and its classification tasks.
+"""The Speech Commands layout, its splits and its classification tasks, and the record of a fetched corpus.
 
 A corpus is `<root>/<word>/<speaker>_nohash_<n>.wav|flac`, optional `_background_noise_/`, and optional
 `validation_list.txt` / `testing_list.txt`. Splits follow the lists when present, else TensorFlow's hash rule,
@@ -9,15 +9,19 @@ drawn with a fixed seed so that every run evaluates on the same set.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
 import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from bifsmn_cli.audio.wav import AUDIO_SUFFIXES
 from bifsmn_cli.errors import UserError
+from bifsmn_cli.fsutil import atomic_write_json
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
@@ -32,6 +36,42 @@ SPLITS = ("train", "validation", "testing")
 LIST_FILES = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M, TensorFlow's constant: keeps the hash rule stable as data grows
 TF_RANDOM_SEED = 59185  # TensorFlow's seed for drawing silence and unknown
+
+
+@dataclass
+class CorpusRecord:
+    """What a data source fetched (`corpus.json`, written by download and read by featurize).
+
+    `root` (and `test_root`, v0.02's separate official test set) is relative to the download directory, or
+    absolute for a folder of your own; `trees` are the directories under it that hold the corpus (hashed by
+    names and sizes); `details` are the source's own facts (version and archives, speakers, synthesis time).
+    """
+
+    source: str
+    root: str
+    test_root: str | None = None
+    trees: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    words: dict[str, int] = field(default_factory=dict)  # clips per word folder, from `scan`
+    noises: list[str] = field(default_factory=list)
+
+    def root_path(self, directory: Path) -> Path:
+        return Path(directory) / self.root
+
+    def test_root_path(self, directory: Path) -> Path | None:
+        return Path(directory) / self.test_root if self.test_root else None
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(path, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> CorpusRecord:
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise UserError(f"{path}: missing; rerun `bifsmn download`") from None
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{path}: not a corpus record ({exc}); rerun `bifsmn download --force`") from None
 
 
 def which_set(filename: str, validation_percentage: float = 10.0, testing_percentage: float = 10.0) -> str:

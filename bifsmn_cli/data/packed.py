@@ -2,9 +2,10 @@
 
 Per split: `waves_<split>.npy` int16 (N, 16000), `labels_<split>.npy` int64 (N,), `features_<split>.npy` float32
 (N, n_features, frames) and `names_<split>.json` (clip paths, `_silence_/<i>` for generated silence); plus
-`classes.json` and the background noises (`noises.npy` float32 (K, longest), zero-padded, with `noises.json`
-giving each noise's name and length). Plain `.npy` files are memory-mapped, so a 3 GB split costs no RAM until
-rows are touched, and any tool (numpy, C) can read them.
+`classes.json`, the background noises (`noises.npy` float32 (K, longest), zero-padded, with `noises.json`
+giving each noise's name and length) and `frontend.json`, the front-end settings the features were computed
+with (what training applies to augmented waves, checked against the arrays). Plain `.npy` files are
+memory-mapped, so a 3 GB split costs no RAM until rows are touched, and any tool (numpy, C) can read them.
 """
 
 from __future__ import annotations
@@ -17,23 +18,30 @@ from typing import Any
 
 import numpy as np
 
+from bifsmn_cli.audio.config import FrontEndConfig
+from bifsmn_cli.audio.wav import INT16_SCALE
+from bifsmn_cli.config import dataclass_from_section
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.fsutil import atomic_path, atomic_write_json, describe_os_error
 
 CLASSES_FILE = "classes.json"
 NOISES_FILE = "noises.npy"
 NOISES_INDEX = "noises.json"
+FRONTEND_FILE = "frontend.json"
+_SPLIT_FILES = ("waves_{}.npy", "labels_{}.npy", "features_{}.npy", "names_{}.json")
+# Every file of the layout (split files as patterns), for the featurize stage's declared outputs.
+FILES = (CLASSES_FILE, NOISES_FILE, NOISES_INDEX, FRONTEND_FILE, *(f.format("*") for f in _SPLIT_FILES))
 _MAGIC = b"\x93NUMPY\x01\x00"
+_LOGMEL = (
+    "power = |STFT|^2 (periodic Hann window of win_length, center=True with reflect padding), divided by "
+    "sum(window^2) if normalized; mel = power x HTK-scale triangular filters (no filter norm); "
+    "dB = 10*log10(max(mel, 1e-10)), floored per clip at its max - top_db when top_db is set"
+)
 
 
 def split_paths(directory: Path, split: str) -> dict[str, Path]:
-    directory = Path(directory)
-    return {
-        "waves": directory / f"waves_{split}.npy",
-        "labels": directory / f"labels_{split}.npy",
-        "features": directory / f"features_{split}.npy",
-        "names": directory / f"names_{split}.json",
-    }
+    keys = ("waves", "labels", "features", "names")
+    return {key: Path(directory) / name.format(split) for key, name in zip(keys, _SPLIT_FILES, strict=True)}
 
 
 def _header(dtype: np.dtype, shape: tuple[int, ...], size: int | None = None) -> bytes:
@@ -103,7 +111,7 @@ class NpyAppender:
 
 
 @dataclass
-class Split:
+class PackedSplit:
     """One split as stored: memory-mapped arrays plus the clip names."""
 
     waves: np.ndarray  # (N, 16000) int16
@@ -147,14 +155,14 @@ def _load(path: Path, mmap: bool) -> np.ndarray:
         raise UserError(f"{path}: unreadable array ({exc}); rerun `bifsmn featurize --force`") from None
 
 
-def load_split(directory: Path, split: str, mmap: bool = True) -> Split:
+def load_split(directory: Path, split: str, mmap: bool = True) -> PackedSplit:
     """Open one split (`train`, `validation` or `testing`); arrays are memory-mapped unless `mmap=False`."""
     paths = split_paths(directory, split)
     try:
         names = json.loads(paths["names"].read_text())
     except FileNotFoundError:
         raise UserError(f"{paths['names']}: missing; rerun `bifsmn featurize`") from None
-    return Split(
+    return PackedSplit(
         _load(paths["waves"], mmap), _load(paths["labels"], mmap), _load(paths["features"], mmap), names
     )
 
@@ -187,3 +195,29 @@ def load_noises(directory: Path) -> dict[str, np.ndarray]:
     index = json.loads((Path(directory) / NOISES_INDEX).read_text())
     data = _load(Path(directory) / NOISES_FILE, mmap=True)
     return {entry["name"]: data[i, : entry["length"]] for i, entry in enumerate(index)}
+
+
+def save_frontend(directory: Path, config: FrontEndConfig, feature_shape: tuple[int, int]) -> None:
+    """frontend.json: the settings, the (n_features, frames) they make, and the recipe in words for C readers."""
+    atomic_write_json(
+        Path(directory) / FRONTEND_FILE,
+        {
+            **config.to_dict(),
+            "feature_shape": list(feature_shape),
+            "waveform_scale": f"float = int16 / {INT16_SCALE:g}",
+            "logmel": _LOGMEL,
+        },
+    )
+
+
+def load_frontend(directory: Path) -> FrontEndConfig:
+    """The front-end settings featurize computed the stored features with."""
+    path = Path(directory) / FRONTEND_FILE
+    try:
+        return dataclass_from_section(FrontEndConfig, json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; rerun `bifsmn featurize`") from None
+    except (ValueError, TypeError) as exc:
+        raise UserError(
+            f"{path}: unreadable front-end settings ({exc}); rerun `bifsmn featurize --force`"
+        ) from None

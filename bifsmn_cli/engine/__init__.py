@@ -1,5 +1,3 @@
-"""ctypes binding to the C inference engine (csrc/): load .bfsm models, run them, reach the raw kernels."""
-
-from bifsmn_cli.engine.binding import IMPLS, Engine, Frontend, Library, build_library, find_library
-
-__all__ = ["IMPLS", "Engine", "Frontend", "Library", "build_library", "find_library"]
+"""The C inference engine (csrc/) from Python: the ctypes binding (binding.py: load .bfsm models, run them, reach
+the raw kernels and the C front end), building and testing it with CMake (build.py), llvm-mca estimates of the
+NEON kernels (mca.py) and `bifsmn predict` (predict.py)."""

@@ -1,29 +1,25 @@
 """ctypes binding to libbifsmn (csrc/include/bifsmn.h): models, the C front end and the raw kernels.
 
-The library is located from an explicit path, then `$BIFSMN_LIB`, then the CMake build directories under
-`csrc/build/`; `build_library` configures and builds one with the venv's cmake. Every C error becomes a
-UserError carrying the engine's own one-line message (malformed model files are user input).
+The library is an explicit path or the one `build.find_library` locates (`$BIFSMN_LIB`, then the CMake build
+directories under `csrc/build/`). Every C error becomes a UserError carrying the engine's own one-line message
+(malformed model files are user input).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import os
-import subprocess
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bifsmn_cli.engine.build import find_cmake
-from bifsmn_cli.errors import InternalError, UserError
+from bifsmn_cli.audio.config import FrontEndConfig
+from bifsmn_cli.engine.build import find_library
+from bifsmn_cli.errors import UserError
+from bifsmn_cli.export.bfsm import OP_NAMES, PCM_SCALE
 
-CSRC = Path(__file__).resolve().parents[2] / "csrc"
-LIB_NAME = "libbifsmn.so"
 IMPLS = {"auto": 0, "ref": 1, "avx2": 2, "avx512": 3, "neon": 4}
-OP_TYPES = {1: "conv2d", 2: "linear", 3: "dwconv1d"}
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _i16p = np.ctypeslib.ndpointer(np.int16, flags="C_CONTIGUOUS")
@@ -31,7 +27,9 @@ _i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 _u64p = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
 
 
-class FrontendConfig(ctypes.Structure):
+class _FrontEndStruct(ctypes.Structure):
+    """bifsmn_frontend_config, filled from a FrontEndConfig."""
+
     _fields_ = [
         ("sample_rate", ctypes.c_int),
         ("num_samples", ctypes.c_int),
@@ -56,39 +54,6 @@ class _OpInfo(ctypes.Structure):
         ("out_shape", ctypes.c_int * 3),
         ("has_residual", ctypes.c_int),
     ]
-
-
-def find_library(path: Path | str | None = None) -> Path:
-    """A libbifsmn.so: `path` (the file or its directory), else $BIFSMN_LIB, else csrc/build/host-release, then
-    the newest other host build under csrc/build/ (cross builds for another CPU are skipped)."""
-    explicit = path or os.environ.get("BIFSMN_LIB")
-    if explicit:
-        p = Path(explicit)
-        candidates = [p / LIB_NAME if p.is_dir() else p]
-    else:
-        others = [f for f in CSRC.glob(f"build/*/{LIB_NAME}") if not f.parent.name.startswith("aarch64")]
-        candidates = [CSRC / "build" / "host-release" / LIB_NAME]
-        candidates += sorted(others, key=lambda f: f.stat().st_mtime, reverse=True)
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise UserError(
-        f"{candidates[0]}: no {LIB_NAME}; build the engine (bifsmn run build-kernel) or pass its path"
-    )
-
-
-def build_library(build_dir: Path | str, build_type: str = "Release", sanitize: bool = False) -> Path:
-    """Configure and build csrc/ into build_dir with the venv's cmake; returns the path of libbifsmn.so."""
-    cmake_cmd = find_cmake()
-    build_dir = Path(build_dir)
-    configure = [cmake_cmd, "-S", str(CSRC), "-B", str(build_dir), f"-DCMAKE_BUILD_TYPE={build_type}"]
-    configure.append(f"-DBIFSMN_SANITIZE={'ON' if sanitize else 'OFF'}")
-    for cmd in (configure, [cmake_cmd, "--build", str(build_dir), "-j", str(os.cpu_count() or 1)]):
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-            raise InternalError(f"engine build failed: {' '.join(cmd)}\n{tail}")
-    return build_dir / LIB_NAME
 
 
 @functools.cache
@@ -121,7 +86,7 @@ def _load_cdll(path: str) -> ctypes.CDLL:
         "bifsmn_num_ops": (c_int, [model_p]),
         "bifsmn_op_get_info": (c_int, [model_p, c_int, ctypes.POINTER(_OpInfo)]),
         "bifsmn_op_run": (c_int, [model_p, c_int, _f32p, c_void_p, _f32p, c_void_p]),
-        "bifsmn_frontend_create": (c_int, [ctypes.POINTER(FrontendConfig), ctypes.POINTER(c_void_p)]),
+        "bifsmn_frontend_create": (c_int, [ctypes.POINTER(_FrontEndStruct), ctypes.POINTER(c_void_p)]),
         "bifsmn_frontend_free": (None, [c_void_p]),
         "bifsmn_frontend_num_frames": (c_int, [c_void_p]),
         "bifsmn_frontend_run_pcm": (c_int, [c_void_p, _i16p, c_size, _f32p, c_size]),
@@ -167,6 +132,10 @@ class Library:
     def kernel_available(self, impl: str) -> bool:
         return bool(self.c.bifsmn_kernel_available(_impl(impl)))
 
+    def available_kernels(self) -> list[str]:
+        """The implementations this library runs on this CPU (its own cpuid detection), without 'auto'."""
+        return [name for name in IMPLS if name != "auto" and self.kernel_available(name)]
+
     def kernel_set(self, impl: str = "auto") -> ctypes.c_void_p:
         """The C kernel set of `impl`, resolved once per Library (the kernel calls then cost no cpuid)."""
         if impl not in self._sets:
@@ -211,35 +180,35 @@ class Library:
         self.check(rc, f"sgemm ({impl})")
         return out
 
-    def frontend(self, settings: Mapping[str, Any]) -> Frontend:
-        """A standalone C front end; settings as in read_bfsm(...)['frontend']."""
-        return Frontend(self, settings)
+    def frontend(self, config: FrontEndConfig) -> EngineFrontEnd:
+        """A standalone C front end with these settings."""
+        return EngineFrontEnd(self, config)
 
     def load(self, path: Path | str, kernel: str = "auto") -> Engine:
         return Engine.load(path, lib=self, kernel=kernel)
 
 
-class Frontend:
-    """The C log-mel front end alone, to compare with torchaudio."""
+class EngineFrontEnd:
+    """The C log-mel front end alone, to compare with the Python one (bifsmn_cli.audio.frontend)."""
 
-    def __init__(self, lib: Library, s: Mapping[str, Any]) -> None:
-        self.lib = lib
-        cfg = FrontendConfig(
-            int(s["sample_rate"]),
-            int(s["num_samples"]),
-            int(s["n_fft"]),
-            int(s.get("win_length") or s["n_fft"]),
-            int(s["hop_length"]),
-            int(s["n_mels"]),
-            float(s.get("f_min", 0.0)),
-            float(s.get("f_max") or int(s["sample_rate"]) // 2),
-            int(bool(s.get("normalized", True))),
-            int(bool(s.get("to_db", True))),
-            float(s.get("top_db") or 0.0),
-            float(s.get("pcm_scale", 1.0 / 32768.0)),
+    def __init__(self, lib: Library, config: FrontEndConfig) -> None:
+        self.lib, self._h = lib, ctypes.c_void_p()
+        config.check_engine()
+        cfg = _FrontEndStruct(
+            config.sample_rate,
+            config.num_samples,
+            config.n_fft,
+            config.window,
+            config.hop_length,
+            config.n_mels,
+            config.f_min,
+            config.mel_f_max,
+            int(config.normalized),
+            1,  # to dB
+            config.top_db or 0.0,
+            PCM_SCALE,
         )
         self.num_samples, self.n_mels = cfg.num_samples, cfg.n_mels
-        self._h = ctypes.c_void_p()
         lib.check(
             lib.c.bifsmn_frontend_create(ctypes.byref(cfg), ctypes.byref(self._h)), "front-end settings"
         )
@@ -336,7 +305,7 @@ class Engine:
             self.lib.c.bifsmn_op_get_info(self._handle(), index, ctypes.byref(info)), f"op {index}"
         )
         return {
-            "type": OP_TYPES[info.type],
+            "type": OP_NAMES[info.type],
             "binary": bool(info.binary),
             "in_shape": tuple(info.in_shape),
             "out_shape": tuple(info.out_shape),

@@ -1,14 +1,15 @@
-"""Configure, build and test the C engine (csrc/) with CMake presets, and describe what was built and where.
+"""Configure, build and test the C engine (csrc/) with CMake presets, describe what was built, and find a build.
 
-The stage `build-kernel` and the fuzzing driver use this; it knows presets, tools and CMake's outputs, not
-manifests. Compiler, version and flags are read back from CMake's file API (what CMake really used), not
-guessed from the presets; the host CPU's features come from /proc/cpuinfo.
+The stage `build-kernel`, `bifsmn predict` and the fuzzing driver use this; it knows presets, tools and CMake's
+outputs, not manifests. Compiler, version and flags are read back from CMake's file API (what CMake really
+used), not guessed from the presets; the host CPU's features come from /proc/cpuinfo.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 import shutil
@@ -20,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bifsmn_cli.errors import UserError
+from bifsmn_cli.engine.mca import MCA_NAMES, find_tool
+from bifsmn_cli.errors import InternalError, UserError
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
+LIB_NAME = "libbifsmn.so"
 
 # Stage target -> configure preset (csrc/CMakePresets.json).
 TARGETS: dict[str, str] = {
@@ -64,6 +67,39 @@ def find_cmake() -> str:
             "cmake not found: run `make setup` (it installs cmake into .venv) or `pip install cmake`"
         )
     return found
+
+
+def find_library(path: Path | str | None = None) -> Path:
+    """A libbifsmn.so: `path` (the file or its directory), else $BIFSMN_LIB, else csrc/build/host-release, then
+    the newest other host build under csrc/build/ (cross builds for another CPU are skipped)."""
+    explicit = path or os.environ.get("BIFSMN_LIB")
+    if explicit:
+        p = Path(explicit)
+        candidates = [p / LIB_NAME if p.is_dir() else p]
+    else:
+        others = [f for f in CSRC.glob(f"build/*/{LIB_NAME}") if not f.parent.name.startswith("aarch64")]
+        candidates = [CSRC / "build" / "host-release" / LIB_NAME]
+        candidates += sorted(others, key=lambda f: f.stat().st_mtime, reverse=True)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise UserError(
+        f"{candidates[0]}: no {LIB_NAME}; build the engine (bifsmn run build-kernel) or pass its path"
+    )
+
+
+def build_library(build_dir: Path | str, build_type: str = "Release", sanitize: bool = False) -> Path:
+    """Configure and build csrc/ into build_dir with the venv's cmake; returns the path of libbifsmn.so."""
+    cmake_cmd = find_cmake()
+    build_dir = Path(build_dir)
+    configure = [cmake_cmd, "-S", str(CSRC), "-B", str(build_dir), f"-DCMAKE_BUILD_TYPE={build_type}"]
+    configure.append(f"-DBIFSMN_SANITIZE={'ON' if sanitize else 'OFF'}")
+    for cmd in (configure, [cmake_cmd, "--build", str(build_dir), "-j", str(os.cpu_count() or 1)]):
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+            raise InternalError(f"engine build failed: {' '.join(cmd)}\n{tail}")
+    return build_dir / LIB_NAME
 
 
 def cmake_version(cmake: str) -> str:
@@ -132,8 +168,6 @@ def required_tools(target: str, run_tests: bool, mca: bool) -> list[str]:
 
 def check_tools(targets: list[str], run_tests: bool, mca: bool) -> None:
     """Fail before building anything when a target's compiler, emulator or llvm-mca is missing."""
-    from bifsmn_cli.engine.mca import MCA_NAMES, find_tool
-
     for target in targets:
         missing = []
         for tool in required_tools(target, run_tests, mca):
@@ -301,11 +335,3 @@ def run_ctest(
     }
     failed = [name for name, t in tests.items() if t["status"] not in ("run", "disabled")]
     return CtestSummary(len(tests) - len(failed), failed, len(tests), seconds, tests)
-
-
-def engine_kernels(library: Path) -> list[str]:
-    """The kernel implementations the built library runs on this CPU (its own cpuid detection, via ctypes)."""
-    from bifsmn_cli.engine.binding import IMPLS, Library
-
-    lib = Library(library)
-    return [name for name in IMPLS if name != "auto" and lib.kernel_available(name)]

@@ -15,7 +15,8 @@ import numpy as np
 
 from bifsmn_cli.audio.wav import SAMPLE_RATE, BadClip, fit_length, read_clip, resample, to_int16
 from bifsmn_cli.console import info
-from bifsmn_cli.engine.binding import CSRC, Engine, Library, build_library, find_library
+from bifsmn_cli.engine.binding import Engine, Library
+from bifsmn_cli.engine.build import CSRC, build_library, find_library
 from bifsmn_cli.errors import UserError
 
 # Where predict builds the engine when no library exists yet; find_library looks here next time.

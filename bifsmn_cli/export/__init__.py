@@ -1,26 +1,3 @@
-"""Model export: the `.bfsm` packed format for the C engine, its C-header form, and ONNX for the teacher."""
-
-from bifsmn_cli.export.bfsm import (
-    FORMAT_VERSION,
-    FrontendSettings,
-    export_student,
-    export_teacher,
-    pack_signs,
-    read_bfsm,
-    unpack_signs,
-    write_c_header,
-)
-from bifsmn_cli.export.onnx_export import export_teacher_onnx, onnx_available
-
-__all__ = [
-    "FORMAT_VERSION",
-    "FrontendSettings",
-    "export_student",
-    "export_teacher",
-    "export_teacher_onnx",
-    "onnx_available",
-    "pack_signs",
-    "read_bfsm",
-    "unpack_signs",
-    "write_c_header",
-]
+"""Model export: the `.bfsm` format for the C engine and its C-header form (bfsm.py), the lowering of a PyTorch
+model to the engine's ops (lowering.py), the engine-against-PyTorch check (engine_check.py), and ONNX for the
+teacher (onnx_export.py)."""

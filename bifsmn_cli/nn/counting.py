@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from bifsmn_cli.nn.binarizers import QuantLayer
 from bifsmn_cli.nn.dfsmn import DFSMN
+from bifsmn_cli.nn.layers import QuantLayer
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The D-FSMN keyword-spotting model: the full-precision teacher and the thinnable binary student.
 
-One definition, configured by `ModelConfig`, reproduces the official BiFSMN topology at its defaults
+One definition, configured by `ModelConfig` (config.py), reproduces the official BiFSMN topology at its defaults
 (32 mel bins x 32 frames in, 8 blocks, 12 classes; the teacher has 600,252 parameters and 5,431,296 MACs).
 
 API (the exporter depends on it):
@@ -9,12 +9,12 @@ API (the exporter depends on it):
     forward(x: (B, n_mels, frames), variant="1x", return_blocks=False)
         -> logits (B, classes), or (logits, [block outputs (B, backbone, T)]) with return_blocks
     forward_multi(x, variants, return_blocks=False) -> {variant: logits or (logits, blocks)}
-        (the shared front end runs once for all variants)
+        (the shared stem runs once for all variants)
 
-Layout, in execution order (B batch, M n_mels, F frames; H, T the mel and time sizes after the two
+Layout, in execution order (B batch, M n_mels, F frames; H, T the mel and time sizes after the stem's two
 stride-2 convolutions, 8 x 8 at defaults; C backbone width 128, D hidden width 256):
 
-    x (B, M, F) -> unsqueeze -> (B, 1, M, F)
+    x (B, M, F) -> unsqueeze -> (B, 1, M, F)                 the stem, conv1 .. act_fc1 (`stem_*` keys):
     conv1: nn.Conv2d(1 -> 16, 5x5, stride 2, pad 2)       full precision, always
     bn1: BatchNorm2d, act1
     conv2: QConv2d(16 -> 32, 5x5, stride 2, pad 2)        BINARIZED in the student
@@ -34,7 +34,7 @@ stride-2 convolutions, 8 x 8 at defaults; C backbone width 128, D hidden width 2
         block i holds bn_out/act_out only for the variants that run it (block 0 of 8: just '1x')
     flatten (B, C*T) channel-major -> drop -> classifier: nn.Linear(C*T -> classes)   full precision, always
 
-A binarized layer computes `scale_o * conv(sign(x), sign(w)) + bias_o` (see binarizers.py and each layer's
+A binarized layer computes `scale_o * conv(sign(x), sign(w)) + bias_o` (see layers.py, binarizers.py and each layer's
 `binarizer.weight_parts(weight)`); biases, BN, PReLU and residual additions are real-valued.
 
 Activations: `activation` (ReLU at defaults, as in the official pre-trained teacher) is used by act1, act2,
@@ -46,91 +46,16 @@ at drop_hidden and before the classifier.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.nn.binarizers import BINARIZERS, QConv1d, QConv2d, QLinear, QuantLayer
-
-ACTIVATIONS = ("relu", "prelu", "identity")
-
-
-@dataclass
-class ModelConfig:
-    """The D-FSMN hyper-parameters; the defaults are the official BiFSMN model."""
-
-    n_mels: int = field(default=32, metadata={"min": 4, "help": "mel bins of the input features"})
-    frames: int = field(default=32, metadata={"min": 4, "help": "frames of the input features"})
-    num_classes: int = field(default=12, metadata={"min": 2, "help": "output classes"})
-    num_blocks: int = field(default=8, metadata={"min": 1, "help": "D-FSMN blocks"})
-    frontend_channels: int = field(
-        default=16, metadata={"min": 1, "help": "conv1 channels (conv2 has twice)"}
-    )
-    frontend_kernel: int = field(
-        default=5, metadata={"min": 1, "help": "kernel size of the two front-end convs"}
-    )
-    backbone_size: int = field(default=128, metadata={"min": 1, "help": "memory (backbone) width"})
-    hidden_size: int = field(default=256, metadata={"min": 1, "help": "hidden width inside a block"})
-    memory_left: int = field(default=2, metadata={"min": 0, "help": "past taps of the memory conv"})
-    memory_right: int = field(default=2, metadata={"min": 0, "help": "future taps of the memory conv"})
-    dilation: int = field(default=1, metadata={"min": 1, "help": "dilation of the memory conv"})
-    activation: str = field(
-        default="relu", metadata={"choices": ACTIVATIONS, "help": "front-end/fc1/hidden activation (teacher)"}
-    )
-    student_activation: str = field(
-        default="prelu", metadata={"choices": ACTIVATIONS, "help": "the same positions in a binarized model"}
-    )
-    block_activation: str = field(
-        default="prelu", metadata={"choices": ACTIVATIONS, "help": "memory and block-output activation"}
-    )
-    dropout: float = field(default=0.2, metadata={"min": 0.0, "max": 0.9, "help": "teacher dropout"})
-    student_dropout: float = field(default=0.0, metadata={"min": 0.0, "max": 0.9, "help": "student dropout"})
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
-        """Build and validate a config from a (YAML) mapping; UserError names the bad key."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        for key in d:
-            if key not in known:
-                raise UserError(f"model.{key}: unknown key; known keys: {', '.join(known)}")
-        cfg = cls(**dict(d))
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            value, meta = getattr(self, f.name), f.metadata
-            if "choices" in meta and value not in meta["choices"]:
-                raise UserError(
-                    f"model.{f.name}: expected one of {', '.join(meta['choices'])}, got {value!r}"
-                )
-            if "min" in meta and value < meta["min"]:
-                raise UserError(f"model.{f.name}: expected a value >= {meta['min']}, got {value!r}")
-            if "max" in meta and value > meta["max"]:
-                raise UserError(f"model.{f.name}: expected a value <= {meta['max']}, got {value!r}")
-        if min(self.frontend_shape()) < 1:
-            raise UserError(
-                f"model: n_mels={self.n_mels}, frames={self.frames} are too small for two stride-2 "
-                f"{self.frontend_kernel}x{self.frontend_kernel} convolutions"
-            )
-
-    @property
-    def memory_kernel(self) -> int:
-        return self.memory_left + self.memory_right + 1
-
-    def frontend_shape(self) -> tuple[int, int]:
-        """(mel, time) sizes after the two stride-2 convolutions: (8, 8) at defaults."""
-        k, p = self.frontend_kernel, self.frontend_kernel // 2
-
-        def out(n: int) -> int:
-            return (n + 2 * p - k) // 2 + 1
-
-        return out(out(self.n_mels)), out(out(self.frames))
+from bifsmn_cli.nn.binarizers import BINARIZERS
+from bifsmn_cli.nn.config import ACTIVATIONS, ModelConfig
+from bifsmn_cli.nn.layers import QConv1d, QConv2d, QLinear, QuantLayer
 
 
 def variant_ratio(variant: str) -> float:
@@ -221,8 +146,8 @@ class DFSMN(nn.Module):
         self.variant_block_ids = {v: variant_blocks(v, cfg.num_blocks) for v in self.variants}
         act = cfg.activation if binarizer is None else cfg.student_activation
         dropout = cfg.dropout if binarizer is None else cfg.student_dropout
-        ch, k = cfg.frontend_channels, cfg.frontend_kernel
-        mel, _ = cfg.frontend_shape()
+        ch, k = cfg.stem_channels, cfg.stem_kernel
+        mel, _ = cfg.stem_shape()
 
         self.conv1 = nn.Conv2d(1, ch, k, stride=2, padding=k // 2)
         self.bn1 = nn.BatchNorm2d(ch)
@@ -239,9 +164,9 @@ class DFSMN(nn.Module):
             for i in range(cfg.num_blocks)
         )
         self.drop = nn.Dropout(dropout)
-        self.classifier = nn.Linear(cfg.backbone_size * cfg.frontend_shape()[1], cfg.num_classes)
+        self.classifier = nn.Linear(cfg.backbone_size * cfg.stem_shape()[1], cfg.num_classes)
 
-    def frontend(self, x: Tensor) -> Tensor:
+    def stem(self, x: Tensor) -> Tensor:
         """(B, n_mels, frames) -> (B, backbone, T): conv1 .. act_fc1, shared by every variant."""
         if x.dim() != 3 or x.shape[1:] != (self.cfg.n_mels, self.cfg.frames):
             raise UserError(
@@ -256,7 +181,7 @@ class DFSMN(nn.Module):
     def forward_multi(
         self, x: Tensor, variants: Sequence[str] | None = None, return_blocks: bool = False
     ) -> dict[str, Any]:
-        h = self.frontend(x)
+        h = self.stem(x)
         results: dict[str, Any] = {}
         for v in variants or self.variants:
             if v not in self.variant_block_ids:

@@ -22,7 +22,6 @@ loss || S^2/||S^2||_F - T^^2/||T^^2||_F ||_F over the batch tensor, summed over 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pywt
@@ -31,19 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bifsmn_cli.errors import UserError
-
-MODES = ("zero", "symmetric", "reflect", "periodic", "constant", "periodization")
-SELECTS = ("high", "low", "plain", "none")
-
-
-@dataclass
-class HEDConfig:
-    select: str = field(
-        default="high", metadata={"choices": SELECTS, "help": "which teacher part is enhanced"}
-    )
-    wavelet: str = field(default="haar", metadata={"help": "any pywavelets discrete wavelet, e.g. haar, db2"})
-    mode: str = field(default="zero", metadata={"choices": MODES, "help": "signal extension of the DWT"})
-    alpha: float = field(default=0.01, metadata={"min": 0.0, "help": "weight of the HED loss"})
+from bifsmn_cli.nn.config import HED_MODES, HED_SELECTS, HEDConfig
 
 
 def _extension_index(n: int, left: int, right: int, mode: str) -> np.ndarray:
@@ -63,7 +50,7 @@ def _extension_index(n: int, left: int, right: int, mode: str) -> np.ndarray:
             return np.zeros_like(idx)
         p = idx % (2 * n - 2)
         return np.where(p < n, p, 2 * n - 2 - p)
-    raise UserError(f"wavelet mode {mode!r} is unknown; use one of {', '.join(MODES)}")
+    raise UserError(f"wavelet mode {mode!r} is unknown; use one of {', '.join(HED_MODES)}")
 
 
 class Wavelet2D(nn.Module):
@@ -77,8 +64,8 @@ class Wavelet2D(nn.Module):
             raise UserError(
                 f"wavelet {wavelet!r} is not a pywavelets discrete wavelet (e.g. haar, db2, sym4)"
             ) from None
-        if mode not in MODES:
-            raise UserError(f"wavelet mode {mode!r} is unknown; use one of {', '.join(MODES)}")
+        if mode not in HED_MODES:
+            raise UserError(f"wavelet mode {mode!r} is unknown; use one of {', '.join(HED_MODES)}")
         self.mode, self.length = mode, w.dec_len
         # conv1d correlates, so the analysis filters are reversed; rows are (low, high). Kept in float64 and
         # cast per call, so double-precision inputs get exact filters.
@@ -168,8 +155,8 @@ class HED(nn.Module):
     def __init__(self, cfg: HEDConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or HEDConfig()
-        if self.cfg.select not in SELECTS:
-            raise UserError(f"hed.select: expected one of {', '.join(SELECTS)}, got {self.cfg.select!r}")
+        if self.cfg.select not in HED_SELECTS:
+            raise UserError(f"hed.select: expected one of {', '.join(HED_SELECTS)}, got {self.cfg.select!r}")
         self.dwt = Wavelet2D(self.cfg.wavelet, self.cfg.mode)
 
     @property

@@ -26,23 +26,24 @@ FUZZ_DIR = Path(__file__).resolve().parent
 CSRC = FUZZ_DIR.parent
 sys.path.insert(0, str(CSRC.parent))  # run as a script from anywhere: the bifsmn_cli package is beside csrc/
 
+from bifsmn_cli.audio.config import FrontEndConfig  # noqa: E402
 from bifsmn_cli.engine import build  # noqa: E402
 
 TARGETS = ("loader", "wav")
 PRESET = "fuzz"
 # The seed models' front end: small, so that a run through the whole network takes microseconds.
-SEED_FRONTEND = {
-    "sample_rate": 8000,
-    "num_samples": 1920,
-    "n_fft": 256,
-    "win_length": 200,
-    "hop_length": 128,
-    "n_mels": 8,
-    "f_min": 20.0,
-    "f_max": 4000.0,
-    "normalized": True,
-    "top_db": 80.0,
-}
+SEED_FRONTEND = FrontEndConfig(
+    sample_rate=8000,
+    num_samples=1920,
+    n_fft=256,
+    win_length=200,
+    hop_length=128,
+    n_mels=8,
+    f_min=20.0,
+    f_max=4000.0,
+    normalized=True,
+    top_db=80.0,
+)
 SEED_CLASSES = ["yes", "no", "_unknown_"]
 
 
@@ -55,8 +56,9 @@ def write_seeds(target: str, dest: Path) -> list[Path]:
 def _model_seeds(dest: Path) -> list[Path]:
     import torch
 
-    from bifsmn_cli.export.bfsm import export_student, export_teacher
-    from bifsmn_cli.nn.dfsmn import DFSMN, ModelConfig
+    from bifsmn_cli.export.lowering import export_student, export_teacher
+    from bifsmn_cli.nn.config import ModelConfig
+    from bifsmn_cli.nn.dfsmn import DFSMN
 
     torch.manual_seed(0)
     cfg = ModelConfig(
@@ -64,8 +66,8 @@ def _model_seeds(dest: Path) -> list[Path]:
         frames=16,
         num_classes=len(SEED_CLASSES),
         num_blocks=2,
-        frontend_channels=2,
-        frontend_kernel=3,
+        stem_channels=2,
+        stem_kernel=3,
         backbone_size=8,
         hidden_size=16,
         memory_left=1,

@@ -14,9 +14,12 @@ from typing import Any
 
 import torch
 
+from bifsmn_cli.audio.config import FrontEndConfig
+from bifsmn_cli.config import dataclass_from_section
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.fsutil import atomic_write_bytes
-from bifsmn_cli.nn.dfsmn import DFSMN, ModelConfig, variant_blocks, variant_key
+from bifsmn_cli.nn.config import ModelConfig
+from bifsmn_cli.nn.dfsmn import DFSMN, variant_blocks, variant_key
 
 FORMAT = "bifsmn-model/1"
 
@@ -25,7 +28,7 @@ FORMAT = "bifsmn-model/1"
 class ModelFile:
     model: DFSMN
     classes: list[str]
-    frontend: dict[str, Any]
+    frontend: FrontEndConfig
     metrics: dict[str, Any]
 
 
@@ -33,7 +36,7 @@ def save_model(
     path: Path,
     model: DFSMN,
     classes: list[str],
-    frontend: dict[str, Any],
+    frontend: FrontEndConfig,
     metrics: dict[str, Any] | None = None,
 ) -> None:
     buffer = io.BytesIO()
@@ -44,7 +47,7 @@ def save_model(
             "binarizer": model.binarizer_name,
             "variants": list(model.variants),
             "classes": list(classes),
-            "frontend": dict(frontend),
+            "frontend": frontend.to_dict(),
             "metrics": metrics or {},
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         },
@@ -70,6 +73,7 @@ def load_model(path: Path, expect_classes: int | None = None) -> ModelFile:
         cfg = ModelConfig.from_dict(blob["model_config"])
         model = DFSMN(cfg, binarizer=blob["binarizer"], variants=tuple(blob["variants"]))
         model.load_state_dict(blob["state_dict"])
+        frontend = dataclass_from_section(FrontEndConfig, blob["frontend"])
     except UserError:
         raise
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
@@ -82,7 +86,7 @@ def load_model(path: Path, expect_classes: int | None = None) -> ModelFile:
             "retrain it on this task (check featurize.task / words)"
         )
     model.eval()
-    return ModelFile(model, classes, dict(blob["frontend"]), dict(blob.get("metrics", {})))
+    return ModelFile(model, classes, frontend, dict(blob.get("metrics", {})))
 
 
 def fixed_depth(model: DFSMN, variant: str) -> DFSMN:

@@ -1,4 +1,4 @@
-"""What `train-teacher` and `distill` share: their config sections, loading the featurized data, reporting."""
+"""What `train-teacher` and `distill` share: loading the featurized data, building the model, fitting, reporting."""
 
 from __future__ import annotations
 
@@ -8,28 +8,25 @@ from typing import Any
 
 import torch
 
-from bifsmn_cli.audio.augment import AUGMENT_SCHEMA, AugmentConfig, Augmenter
-from bifsmn_cli.audio.frontend import FrontEnd, FrontEndConfig
-from bifsmn_cli.config import schema_from_dataclass
+from bifsmn_cli.audio.augment import Augmenter
+from bifsmn_cli.audio.config import AugmentConfig, FrontEndConfig
+from bifsmn_cli.audio.frontend import FrontEnd
+from bifsmn_cli.config import dataclass_from_section
 from bifsmn_cli.console import info, progress
 from bifsmn_cli.data import packed
+from bifsmn_cli.data.corpus import SILENCE
+from bifsmn_cli.errors import UserError
 from bifsmn_cli.fsutil import atomic_write_json
-from bifsmn_cli.nn.checkpoint import save_model
-from bifsmn_cli.nn.dfsmn import DFSMN, ModelConfig
+from bifsmn_cli.nn.config import ModelConfig
+from bifsmn_cli.nn.dfsmn import DFSMN
+from bifsmn_cli.nn.model_file import save_model
+from bifsmn_cli.train.config import TrainConfig
+from bifsmn_cli.train.data import SplitTensors, TrainData
 from bifsmn_cli.train.distributed import distributed
-from bifsmn_cli.train.loop import EvalResult, Split, TrainConfig, TrainData, TrainResult, train
+from bifsmn_cli.train.evaluate import EvalResult
+from bifsmn_cli.train.loop import TrainResult, train
 from bifsmn_cli.train.metrics import plot_confusion, plot_history
-from stages.base import StageContext
-
-# The data decides these three; the pipeline file sets everything else about the model.
-_FROM_DATA = ("n_mels", "frames", "num_classes")
-MODEL_SCHEMA = {k: f for k, f in schema_from_dataclass(ModelConfig).items() if k not in _FROM_DATA}
-# The pipeline's top-level `seed` seeds training, so the section has no seed of its own.
-TRAIN_SCHEMA = {
-    k: f for k, f in schema_from_dataclass(TrainConfig).items() if k not in ("seed", "key_prefix")
-}
-SHARED_SECTIONS = {"model": MODEL_SCHEMA, "augment": AUGMENT_SCHEMA}
-SILENCE = "_silence_"
+from stages.pipeline.stage import StageContext
 
 
 @dataclasses.dataclass
@@ -43,32 +40,50 @@ class Loaded:
     frames: int
 
 
-def _split(directory: Path, name: str, with_waves: bool) -> Split:
+def _split(directory: Path, name: str, with_waves: bool) -> SplitTensors:
     stored = packed.load_split(directory, name)
-    return Split(
+    return SplitTensors(
         labels=torch.from_numpy(stored.labels.astype("int64")),
         waves=torch.from_numpy(stored.waves.copy()) if with_waves else None,
         features=torch.from_numpy(stored.features.copy()),
     )
 
 
+def _check_shapes(directory: Path, frontend: FrontEnd, splits: dict[str, SplitTensors]) -> tuple[int, int]:
+    """The front end training applies to augmented waves must make what featurize stored: one source, compared."""
+    expected = (frontend.n_features, frontend.frames())
+    for name, split in splits.items():
+        got = tuple(split.features.shape[1:])
+        if got != expected:
+            raise UserError(
+                f"{packed.split_paths(directory, name)['features']}: {got[0]} x {got[1]} features, but "
+                f"{directory / packed.FRONTEND_FILE} makes {expected[0]} x {expected[1]}; "
+                "rerun `bifsmn featurize --force`"
+            )
+    return expected
+
+
 def load_data(ctx: StageContext) -> Loaded:
-    """The featurize artifact as tensors, with the augmenter and front end the training batches go through."""
+    """The featurize artifact as tensors, with the augmenter and the front end the training batches go through
+    (the settings featurize recorded in frontend.json, checked against the stored features)."""
     directory = ctx.input_dir("featurize")
     classes = packed.load_classes(directory)
-    aug_cfg = AugmentConfig.from_section(ctx.section("augment"))
-    frontend_cfg = FrontEndConfig.from_section(ctx.section("featurize"))
+    aug_cfg = dataclass_from_section(AugmentConfig, ctx.section("augment"))
+    frontend_cfg = packed.load_frontend(directory)
     train = _split(directory, "train", with_waves=aug_cfg.enabled)
     val, test = _split(directory, "validation", False), _split(directory, "testing", False)
+    frontend = FrontEnd(frontend_cfg)
+    n_features, frames = _check_shapes(
+        directory, frontend, {"train": train, "validation": val, "testing": test}
+    )
     augment = None
     if aug_cfg.enabled:
         noises = list(packed.load_noises(directory).values())
         silence = classes.index(SILENCE) if SILENCE in classes else None
         augment = Augmenter(aug_cfg, noises, silence_label=silence)
     data = TrainData(train, val, test if len(test) else None, classes)
-    _, n_features, frames = train.features.shape
     info(f"data: {len(train)} train / {len(val)} validation / {len(test)} test clips, {len(classes)} classes")
-    return Loaded(data, classes, frontend_cfg, FrontEnd(frontend_cfg), augment, n_features, frames)
+    return Loaded(data, classes, frontend_cfg, frontend, augment, n_features, frames)
 
 
 def model_config(ctx: StageContext, loaded: Loaded) -> ModelConfig:
@@ -89,11 +104,8 @@ def new_model(ctx: StageContext, loaded: Loaded, **kwargs: Any) -> DFSMN:
     return DFSMN(model_config(ctx, loaded), **kwargs)
 
 
-def train_config(ctx: StageContext, section: dict[str, Any]) -> TrainConfig:
-    keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(
-        **{k: v for k, v in section.items() if k in keys}, seed=ctx.seed, key_prefix=ctx.spec.section
-    )
+def train_config(ctx: StageContext) -> TrainConfig:
+    return dataclass_from_section(TrainConfig, ctx.config, seed=ctx.seed, key_prefix=ctx.spec.section)
 
 
 def fit(
@@ -121,9 +133,7 @@ def fit(
         if not writer:
             return {}
         metrics = write_results(ctx, result, loaded.classes, label)
-        save_model(
-            ctx.out_dir / model_file, model.cpu(), loaded.classes, loaded.frontend_cfg.to_dict(), metrics
-        )
+        save_model(ctx.out_dir / model_file, model.cpu(), loaded.classes, loaded.frontend_cfg, metrics)
     return metrics
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import json
 import shutil
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bifsmn_cli import __version__
-from bifsmn_cli.config import Pipeline, Schema, load_pipeline
+from bifsmn_cli.config import Pipeline
 from bifsmn_cli.console import info
 from bifsmn_cli.errors import BifsmnError, UserError
 from bifsmn_cli.fsutil import (
@@ -20,32 +19,24 @@ from bifsmn_cli.fsutil import (
     atomic_write_json,
     describe_os_error,
     is_storage_error,
-    sha256_file,
     sha256_json,
 )
-from bifsmn_cli.train.distributed import process_rank
-from stages import STAGES, stage_module
-from stages.base import MANIFEST, STATE_DIR, StageContext, StageSpec, read_manifest, stage_dir
+from bifsmn_cli.train.torchrun import process_rank
+from bifsmn_cli.versions import package_version
+from stages.pipeline.manifest import (
+    FAILED,
+    MANIFEST,
+    STATE_DIR,
+    fingerprint,
+    hash_outputs,
+    missing_artifact,
+    read_manifest,
+    stage_dir,
+)
+from stages.pipeline.registry import specs, stage_module
+from stages.pipeline.stage import StageContext, StageSpec
 
-FAILED = "failed.json"
 STATE_HASH = ".config_hash"
-
-
-def specs() -> dict[str, StageSpec]:
-    return {name: stage_module(name).SPEC for name in STAGES}
-
-
-def all_schemas() -> dict[str, Schema]:
-    """Every section a pipeline file may have: each stage's own plus shared ones such as `model`."""
-    sections: dict[str, Schema] = {}
-    for spec in specs().values():
-        sections[spec.section] = spec.schema
-        sections.update(spec.extra_sections)
-    return sections
-
-
-def load(path: Path, overrides: list[str] | None = None) -> Pipeline:
-    return load_pipeline(path, all_schemas(), overrides)
 
 
 def stage_config(spec: StageSpec, pipeline: Pipeline) -> dict[str, Any]:
@@ -58,11 +49,6 @@ def config_hash(spec: StageSpec, config: dict[str, Any]) -> str:
     if spec.source_hash is None:
         return sha256_json(config)
     return sha256_json([config, spec.source_hash()])
-
-
-def fingerprint(manifest: dict[str, Any]) -> str:
-    """What downstream stages record of an upstream artifact: its config, inputs and output hashes."""
-    return sha256_json([manifest["config_hash"], manifest["inputs"], manifest["outputs"]])
 
 
 @dataclass
@@ -118,22 +104,6 @@ def statuses(pipeline: Pipeline) -> list[Status]:
     return list(result.values())
 
 
-def _hash_outputs(out_dir: Path, bulk_dirs: list[str]) -> dict[str, str]:
-    outputs: dict[str, str] = {}
-    bulk = [out_dir / b for b in bulk_dirs]
-    for path in sorted(out_dir.rglob("*")):
-        rel = path.relative_to(out_dir)
-        if rel.parts[0] in (MANIFEST, FAILED, STATE_DIR) or path.is_dir():
-            continue
-        if any(path.is_relative_to(b) for b in bulk):
-            continue
-        outputs[str(rel)] = sha256_file(path)
-    for b in bulk:
-        listing = sorted((str(p.relative_to(b)), p.stat().st_size) for p in b.rglob("*") if p.is_file())
-        outputs[str(b.relative_to(out_dir)) + "/"] = "tree:" + sha256_json(listing)
-    return outputs
-
-
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -157,6 +127,20 @@ def _prepare_dir(out_dir: Path, state_dir: Path, config_hash: str, force: bool, 
     stamp.write_text(config_hash)
 
 
+def _context(pipeline: Pipeline, spec: StageSpec, resume: bool) -> StageContext:
+    out_dir = stage_dir(pipeline.workspace, spec.name)
+    every = specs()
+    return StageContext(
+        spec,
+        pipeline,
+        pipeline.section(spec.section),
+        out_dir,
+        out_dir / STATE_DIR,
+        resume=resume,
+        upstream={need: every[need] for need in spec.needs},
+    )
+
+
 def run_stage(pipeline: Pipeline, name: str, force: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run one stage and write its manifest last; any failure leaves `failed.json` and no manifest."""
     module = stage_module(name)
@@ -169,10 +153,7 @@ def run_stage(pipeline: Pipeline, name: str, force: bool = False, resume: bool =
     for need in spec.needs:
         upstream = read_manifest(pipeline.workspace, need)
         if upstream is None:
-            raise UserError(
-                f"missing artifact {stage_dir(pipeline.workspace, need)} (needed by {name}); "
-                f"make it with `bifsmn {need} -c {pipeline.path}`"
-            )
+            raise missing_artifact(pipeline.workspace, need, name, pipeline.path)
         inputs[need] = fingerprint(upstream)
     try:
         _prepare_dir(out_dir, state_dir, hashed, force, spec.keep_state)
@@ -184,11 +165,12 @@ def run_stage(pipeline: Pipeline, name: str, force: bool = False, resume: bool =
         raise UserError(
             f"{state_dir}: nothing to resume (no checkpoint from this config); run without --resume"
         )
-    ctx = StageContext(spec, pipeline, pipeline.section(spec.section), out_dir, state_dir, resume=not force)
+    ctx = _context(pipeline, spec, resume=not force)
     started, clock = _now(), time.perf_counter()
     info(f"[bold]{name}[/bold] -> {out_dir}")
     try:
         metrics = module.run(ctx) or {}
+        outputs = hash_outputs(out_dir, ctx.bulk_dirs, spec.declares, name)
     except BaseException as exc:
         error = describe_os_error(exc, exc.filename or out_dir) if is_storage_error(exc) else exc
         message = str(error) if isinstance(error, BifsmnError) else f"{type(error).__name__}: {error}"
@@ -205,24 +187,17 @@ def run_stage(pipeline: Pipeline, name: str, force: bool = False, resume: bool =
         "config_hash": hashed,
         "inputs": inputs,
         "toolkit_version": __version__,
-        "torch_version": _version("torch"),
+        "torch_version": package_version("torch"),
         "started": started,
         "finished": _now(),
         "seconds": round(time.perf_counter() - clock, 3),
         "metrics": {**ctx.metrics, **metrics},
-        "outputs": _hash_outputs(out_dir, ctx.bulk_dirs),
+        "outputs": outputs,
     }
     if not spec.keep_state:
         shutil.rmtree(state_dir, ignore_errors=True)
     atomic_write_json(out_dir / MANIFEST, manifest)
     return manifest
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def run_stages(
@@ -237,17 +212,7 @@ def run_stages(
         # torchrun's other ranks compute alongside rank 0, which alone owns the lock, directories and manifests
         for name in names:
             module = stage_module(name)
-            out_dir = stage_dir(pipeline.workspace, name)
-            module.run(
-                StageContext(
-                    module.SPEC,
-                    pipeline,
-                    pipeline.section(module.SPEC.section),
-                    out_dir,
-                    out_dir / STATE_DIR,
-                    resume=not force,
-                )
-            )
+            module.run(_context(pipeline, module.SPEC, resume=not force))
         return list(names)
     ran = []
     with WorkspaceLock(pipeline.workspace):
@@ -260,15 +225,3 @@ def run_stages(
             run_stage(pipeline, name, force=force, resume=resume)
             ran.append(name)
     return ran
-
-
-def select(start: str | None, stop: str | None) -> list[str]:
-    names = list(STAGES)
-    for given in (start, stop):
-        if given is not None and given not in STAGES:
-            raise UserError(f"unknown stage {given!r}; stages are: {', '.join(names)}")
-    i = names.index(start) if start else 0
-    j = names.index(stop) if stop else len(names) - 1
-    if i > j:
-        raise UserError(f"--from {start} comes after --to {stop}")
-    return names[i : j + 1]

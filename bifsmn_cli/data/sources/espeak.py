@@ -1,28 +1,20 @@
-"""An offline keyword corpus in the exact Speech Commands layout, synthesised with espeak-ng.
+"""espeak-ng as a speech source: its English voices and variants, and rendering words as 16 kHz clips.
 
-It exists so that the whole pipeline (and CI) runs without a 2.4 GB download: `<word>/<speaker>_nohash_<n>.wav`,
-16 kHz mono 16-bit, one second each with the word at a random offset, `_background_noise_/`, and
-`validation_list.txt` / `testing_list.txt` split by speaker. Speakers are every English espeak-ng voice
-combined with every voice variant (`en-gb-x-rp+f3`), each with its own base pitch and rate; every clip then gets
-its own rate, pitch, level and a little noise. All random choices are drawn up front from the seed, so the corpus
-is byte-identical for a seed on a given espeak-ng installation whatever the number of workers.
+espeak-ng runs as concurrent subprocesses from threads; each finished clip is one second with the word at its
+drawn offset, level and noise floor (`Utterance`), so a corpus made from the same utterances is byte-identical
+whatever the number of workers.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from bifsmn_cli.audio.noise import GENERATORS, generate_noises
-from bifsmn_cli.audio.wav import CLIP_SAMPLES, SAMPLE_RATE, ordered_map, parse_wav_bytes, resample, write_wav
-from bifsmn_cli.console import progress
-from bifsmn_cli.data.corpus import BACKGROUND_DIR
+from bifsmn_cli.audio.wav import CLIP_SAMPLES, SAMPLE_RATE, from_int16, ordered_map, parse_wav_bytes, resample
 from bifsmn_cli.errors import UserError
 
 _CHUNK = 256  # utterances resampled together; bounds memory for any corpus size
@@ -78,47 +70,6 @@ class Utterance:
         return f"{self.word}/{self.speaker}_nohash_{self.n}.wav"
 
 
-def plan(counts: dict[str, int], voice_pool: list[str], seed: int) -> tuple[list[Utterance], list[str]]:
-    """Draw every clip's parameters up front (deterministic), spreading each word's clips over the speakers.
-
-    Returns the utterances and the speakers used. At least ten speakers are used so that even a tiny corpus has
-    speakers to put in each split; each speaker has a base rate and pitch so that its clips sound alike.
-    """
-    rng = np.random.default_rng([seed, 0])
-    n_speakers = min(len(voice_pool), max(10, max(counts.values(), default=0)))
-    chosen = [voice_pool[i] for i in rng.permutation(len(voice_pool))[:n_speakers]]
-    base = {s: (int(rng.integers(130, 200)), int(rng.integers(25, 75))) for s in chosen}
-    utterances, said, start = [], {}, 0
-    for word, count in counts.items():
-        for i in range(count):
-            speaker = chosen[(start + i) % n_speakers]
-            n = said.get((speaker, word), 0)
-            said[(speaker, word)] = n + 1
-            rate, pitch = base[speaker]
-            utterances.append(
-                Utterance(
-                    word=word,
-                    speaker=speaker,
-                    n=n,
-                    rate=int(np.clip(rate + rng.integers(-20, 21), 110, 240)),
-                    pitch=int(np.clip(pitch + rng.integers(-10, 11), 0, 99)),
-                    peak=float(np.exp(rng.uniform(np.log(0.08), np.log(0.9)))),
-                    offset=float(rng.uniform()),
-                    snr_db=float(rng.uniform(20.0, 45.0)),
-                    noise_seed=int(rng.integers(2**31)),
-                )
-            )
-        start += count
-    return utterances, chosen
-
-
-def split_speakers(chosen: list[str], seed: int) -> dict[str, list[str]]:
-    """10 % of the speakers for validation and 10 % for testing (at least one each), so no voice crosses splits."""
-    order = [chosen[i] for i in np.random.default_rng([seed, 1]).permutation(len(chosen))]
-    k = max(1, round(0.1 * len(order)))
-    return {"validation": order[:k], "testing": order[k : 2 * k], "train": order[2 * k :]}
-
-
 def _render_raw(binary: str, u: Utterance) -> tuple[np.ndarray, int]:
     proc = subprocess.run(
         [binary, "-v", u.speaker, "-s", str(u.rate), "-p", str(u.pitch), "--stdout", "--", u.word],
@@ -132,7 +83,7 @@ def _render_raw(binary: str, u: Utterance) -> tuple[np.ndarray, int]:
     if proc.returncode != 0 or samples.size == 0:
         reason = proc.stderr.decode(errors="replace").strip() or f"exit code {proc.returncode}"
         raise UserError(f"espeak-ng produced no audio for {u.word!r} with voice {u.speaker}: {reason}")
-    return samples.astype(np.float32) / 32768.0, rate
+    return from_int16(samples), rate
 
 
 def _trim_silence(x: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
@@ -187,44 +138,3 @@ def _resample_batch(speech: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
         for row, i in enumerate(rows):
             out[i] = resampled[row, : -(-len(speech[i][0]) * SAMPLE_RATE // rate)]
     return out
-
-
-def synthesize_corpus(
-    target: Path,
-    counts: dict[str, int],
-    seed: int,
-    noise_seconds: float,
-    workers: int | None = None,
-) -> dict[str, object]:
-    """Write a complete Speech Commands-style corpus into `target` (which must not exist yet); return its stats."""
-    binary = espeak_binary()
-    pool = speakers(binary)
-    utterances, chosen = plan(counts, pool, seed)
-    splits = split_speakers(chosen, seed)
-    target.mkdir(parents=True)
-    for word in counts:
-        (target / word).mkdir()
-    workers = workers or (os.cpu_count() or 1) + 1  # one extra keeps the cores busy while a child starts
-    with progress("synthesising clips", len(utterances), "clips") as bar:
-        for u, clip in render(utterances, workers):
-            write_wav(target / u.relpath, clip)
-            bar.advance()
-    noise_dir = target / BACKGROUND_DIR
-    noise_dir.mkdir()
-    for name, wave in generate_noises(noise_seconds, seed).items():
-        write_wav(noise_dir / f"{name}.wav", wave)
-    for split in ("validation", "testing"):
-        members = set(splits[split])
-        lines = sorted(u.relpath for u in utterances if u.speaker in members)
-        (target / f"{split}_list.txt").write_text("".join(line + "\n" for line in lines))
-    (target / "README.txt").write_text(
-        "Synthetic keyword corpus generated by bifsmn with espeak-ng "
-        f"(seed {seed}); layout and splits follow Speech Commands.\n"
-    )
-    return {
-        "clips": len(utterances),
-        "speakers": len(chosen),
-        "speakers_available": len(pool),
-        "speakers_per_split": {k: len(v) for k, v in splits.items()},
-        "noises": list(GENERATORS),
-    }

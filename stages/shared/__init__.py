@@ -1,0 +1,1 @@
+"""Code more than one stage uses (no stage imports another stage)."""
