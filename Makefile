@@ -1,4 +1,5 @@
-# bifsmn: `make demo` runs the quickstart pipeline end to end; `make test` runs the test suite.
+# bifsmn: `make demo` runs the quickstart pipeline end to end; `make test` runs the test suite (`make test-fast`
+# skips the end-to-end tests marked slow).
 # Both set everything up first (Debian packages when missing, the .venv with the package), idempotently.
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -11,11 +12,12 @@ APT_PACKAGES := espeak-ng libsndfile1 gcc-aarch64-linux-gnu g++-aarch64-linux-gn
 STAMP := $(VENV)/.installed
 PIP_QUIET := 2>&1 | { grep -v -e "is ignored: it is neither" -e "^$$" || true; }
 
-.PHONY: help setup apt demo test lint format fuzz clean
+.PHONY: help setup apt demo test test-fast lint format fuzz clean
 
 help:
 	@echo "make demo   - set up, then run pipelines/quickstart.yaml end to end"
 	@echo "make test   - set up, then run the test suite"
+	@echo "make test-fast - the test suite without the end-to-end tests marked slow (the inner loop)"
 	@echo "make setup  - Debian packages (when missing) and the .venv"
 	@echo "make lint   - ruff check and format check"
 
@@ -51,6 +53,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -11,14 +11,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from helpers import VARIANTS
 from tiny_workspace import (
     MCA,
-    VARIANTS,
-    pipeline_file,
     run,
-    write_build_kernel,
-    write_featurize,
-    write_models,
+    upstream_of_export,
 )
 
 from bifsmn_cli.bench import arm, latency, machine
@@ -35,10 +32,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def benched(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     ws = tmp / "ws"
-    write_featurize(ws)
-    write_models(ws)
-    write_build_kernel(ws)
-    path = pipeline_file(tmp, ws)
+    path = upstream_of_export(tmp)
     run(path, "export")
     manifest = run(path, "bench")
     out = tmp / "result"  # a copy: the tests below rerun bench in the same workspace, which clears its dir
@@ -46,6 +40,7 @@ def benched(tmp_path_factory):
     return path, out, json.loads((out / "bench.json").read_text()), manifest
 
 
+@pytest.mark.slow
 def test_schema(benched):
     _, _, b, _ = benched
     assert b["schema"] == "bifsmn-bench/1"
@@ -68,6 +63,7 @@ def test_schema(benched):
     assert b["config"]["rounds"] == ROUNDS and b["config"]["kernels"] == ["auto"]
 
 
+@pytest.mark.slow
 def test_accuracy_in_both_runtimes(benched):
     _, _, b, _ = benched
     acc = b["accuracy"]["models"]
@@ -78,6 +74,7 @@ def test_accuracy_in_both_runtimes(benched):
         assert a["agreement"] == 1.0 and a["engine"] == a["pytorch"]
 
 
+@pytest.mark.slow
 def test_latency_figures(benched):
     _, _, b, _ = benched
     lat = b["latency"]
@@ -98,6 +95,7 @@ def test_latency_figures(benched):
         assert s["ratio"] > 0 and 0 < s["round_min"] <= s["round_max"]
 
 
+@pytest.mark.slow
 def test_kernel_throughput_figures(benched):
     _, _, b, _ = benched
     k = b["kernels"]
@@ -115,6 +113,7 @@ def test_kernel_throughput_figures(benched):
     assert all(v > 0 for v in k["call_overhead_us"].values())
 
 
+@pytest.mark.slow
 def test_arm_sections(benched):
     _, _, b, _ = benched
     a = b["arm"]
@@ -131,6 +130,7 @@ def test_arm_sections(benched):
     assert a["device"] == {"measured": False, "reason": "bench.device is not set"}
 
 
+@pytest.mark.slow
 def test_storage_and_complexity(benched):
     _, _, b, _ = benched
     s = b["storage"]
@@ -151,6 +151,7 @@ def test_storage_and_complexity(benched):
     )
 
 
+@pytest.mark.slow
 def test_report_plots_and_metrics(benched):
     _, out, b, manifest = benched
     report = (out / "report.md").read_text()
@@ -180,6 +181,7 @@ def test_report_plots_and_metrics(benched):
         ("bench.kernels=[neon]", "bench.kernels: neon does not run on this CPU"),
     ],
 )
+@pytest.mark.slow
 def test_user_errors(benched, override, fragment):
     path, _, _, _ = benched
     if "neon" in override and machine.describe()["arch"] in ("aarch64", "arm64"):
@@ -202,6 +204,7 @@ cp $files "${1#*:}"
 """
 
 
+@pytest.mark.slow
 def test_board_over_ssh(benched, tmp_path, monkeypatch):
     """The board path end to end with ssh/scp stand-ins running here, and the host binary standing in for
     build-kernel's aarch64 one: copy, round-robin timing, parsing, speed-ups, clean-up."""

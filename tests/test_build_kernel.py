@@ -39,6 +39,7 @@ def host_build(tmp_path_factory):
     return path, out, json.loads((out / "manifest.json").read_text()), result.stderr
 
 
+@pytest.mark.slow
 def test_host_artifacts(host_build):
     _, out, manifest, stderr = host_build
     assert {p.name for p in (out / "host").iterdir()} == HOST_FILES
@@ -51,6 +52,7 @@ def test_host_artifacts(host_build):
     assert "host: " in stderr and "tests passed" in stderr
 
 
+@pytest.mark.slow
 def test_host_metrics(host_build):
     _, out, manifest, _ = host_build
     m = manifest["metrics"]
@@ -82,6 +84,7 @@ def test_host_metrics(host_build):
         assert features["avx512f"] and features["avx512bw"] and features["avx512vpopcntdq"]
 
 
+@pytest.mark.slow
 def test_up_to_date_until_sources_change(host_build, monkeypatch):
     path, _, manifest, _ = host_build
     status = run_cli("status", "-c", str(path))
@@ -111,6 +114,7 @@ def test_source_hash_follows_sources_only(tmp_path):
     assert build.source_hash(copy) != first
 
 
+@pytest.mark.slow
 def test_failing_ctest_names_tests_and_log(tmp_path, monkeypatch):
     """A copy of csrc/ with one failing test: the stage fails, naming the test and the log, and leaves no manifest."""
     copy = _csrc_copy(tmp_path)
@@ -168,6 +172,7 @@ CROSS_TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64")
     any(shutil.which(t) is None for t in CROSS_TOOLS) or find_tool(MCA_NAMES) is None,
     reason="needs gcc-aarch64-linux-gnu, qemu-user and llvm-16 (make setup)",
 )
+@pytest.mark.slow
 def test_aarch64_cross_build_and_mca(tmp_path):
     """Small on purpose: build (no ctest, that is several seconds under qemu) and llvm-mca on one CPU."""
     body = "build_kernel:\n  targets: [aarch64]\n  run_tests: false\n  mca_cpus: [cortex-a53]\n"

@@ -8,24 +8,29 @@ import shutil
 
 import pytest
 import torch
-from helpers import assert_user_error, invoke_cli
-from tiny_workspace import VARIANTS, pipeline_file, run, write_build_kernel, write_featurize, write_models
+from helpers import VARIANTS, assert_user_error, invoke_cli
+from tiny_workspace import (
+    pipeline_file,
+    run,
+    upstream_of_export,
+    write_build_kernel,
+    write_featurize,
+    write_models,
+)
 
 from bifsmn_cli.export.bfsm import read_bfsm
 from bifsmn_cli.export.onnx_export import onnx_available
 from bifsmn_cli.nn.dfsmn import variant_blocks
 from bifsmn_cli.nn.model_file import load_model, save_model
 
+pytestmark = pytest.mark.slow  # each test builds a workspace and runs export end to end
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
-    ws = tmp / "ws"
-    write_featurize(ws)
-    write_models(ws)
-    write_build_kernel(ws)  # the check then uses build-kernel's host library, as in a real pipeline
-    path = pipeline_file(tmp, ws)
-    return path, ws / "export", run(path, "export")
+    path = upstream_of_export(tmp)
+    return path, tmp / "ws" / "export", run(path, "export")
 
 
 def test_every_model_is_written_and_readable(exported):

@@ -14,7 +14,7 @@ import torch
 from helpers import assert_user_error, write_corpus
 
 from bifsmn_cli.audio.frontend import FrontEnd
-from bifsmn_cli.audio.wav import BadClip, fit_length, read_clip
+from bifsmn_cli.audio.wav import BadClip, fit_length, from_int16, read_clip
 from bifsmn_cli.data.corpus import COMMAND_WORDS, SILENCE
 from bifsmn_cli.data.packed import load_classes, load_noises, load_split, save_split
 from bifsmn_cli.fsutil import sha256_file
@@ -62,6 +62,7 @@ def _config(tmp_path: Path, corpus: Path, featurize: str = "") -> Path:
     return config
 
 
+@pytest.mark.slow
 def test_featurize_folder_corpus(tmp_path, cli):
     corpus = tmp_path / "corpus"
     write_corpus(corpus)
@@ -95,7 +96,7 @@ def test_featurize_folder_corpus(tmp_path, cli):
         assert data.labels.dtype == np.int64 and data.features.shape == (n, 32, 32) and len(data.names) == n
         assert report["clips"][split] == n
         # The stored features are the front end applied to exactly the stored waveforms.
-        expected = frontend(torch.from_numpy(data.waves.astype(np.float32) / 32768)).numpy()
+        expected = frontend(torch.from_numpy(from_int16(data.waves))).numpy()
         np.testing.assert_allclose(data.features, expected, rtol=1e-5, atol=1e-4)
         silence = data.labels == 0
         assert silence.sum() == report["per_class"][split].get(SILENCE, 0) > 0
@@ -117,6 +118,7 @@ def test_featurize_folder_corpus(tmp_path, cli):
     assert {p.name: sha256_file(p) for p in out.glob("*.npy")} == before
 
 
+@pytest.mark.slow
 def test_featurize_errors(tmp_path, cli):
     corpus = tmp_path / "corpus"
     write_corpus(corpus)

@@ -202,6 +202,7 @@ def _epochs_run(stderr: str, label: str) -> list[int]:
     return [int(m) for m in re.findall(rf"{label} epoch (\d+)/{EPOCHS}: loss", stderr)]
 
 
+@pytest.mark.slow
 def test_training_killed_mid_epoch_resumes_bit_identical(featurized: Path, tmp_path: Path):
     ws, ref = _workspace(featurized), _reference(featurized, tmp_path)
     # The uninterrupted reference runs alongside the interrupted one: each uses one thread.

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # cross builds run under qemu
+
 CSRC = Path(__file__).resolve().parents[1] / "csrc"
 SYSROOT = Path("/usr/aarch64-linux-gnu")
 EM_AARCH64 = 183

@@ -7,10 +7,13 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from helpers import ROOT, FileServer, assert_user_error, needs_espeak, sha, tar_directory, write_corpus
 
 from bifsmn_cli.data.corpus import COMMAND_WORDS, SILENCE, UNKNOWN
 from bifsmn_cli.data.packed import load_classes, load_split
+
+pytestmark = pytest.mark.slow  # download and featurize through the real CLI
 
 QUICKSTART = str(ROOT / "pipelines" / "quickstart.yaml")
 

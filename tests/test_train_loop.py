@@ -17,7 +17,7 @@ from bifsmn_cli.nn.config import HEDConfig, ModelConfig
 from bifsmn_cli.nn.dfsmn import DFSMN, load_teacher_into_student
 from bifsmn_cli.nn.hed import HED
 from bifsmn_cli.train.config import TrainConfig
-from bifsmn_cli.train.data import SplitTensors, TrainData
+from bifsmn_cli.train.data import SplitTensors, TrainData, to_float
 from bifsmn_cli.train.loop import MAX_BAD_STEPS, train
 from bifsmn_cli.train.metrics import (
     accuracy,
@@ -62,7 +62,7 @@ def _data(with_waves: bool = True) -> TrainData:
     splits = []
     for n, seed in ((96, 1), (48, 2), (48, 3)):
         waves, labels = _waves(n, seed)
-        features = _frontend(waves.float() / 32768)
+        features = _frontend(to_float(waves))
         splits.append(SplitTensors(labels, waves=waves if with_waves else None, features=features))
     return TrainData(*splits, class_names=["a", "b", "c", "d"])
 
@@ -113,6 +113,7 @@ def _distil(state_dir: Path, resume: bool, stop_epoch: int | None = None) -> tup
     return student, result.history
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_is_bit_exact(tmp_path):
     straight, history = _distil(tmp_path / "a", resume=False)
     with pytest.raises(_Interrupt):
@@ -190,6 +191,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT))
@@ -210,6 +212,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         torch.testing.assert_close(ddp[name], value, atol=2e-6, rtol=1e-5, msg=name)
 
 
+@pytest.mark.slow
 def test_diverging_training_stops_with_a_user_error(tmp_path):
     data = _data(with_waves=False)
     data.train.features[:] = float("nan")

@@ -115,6 +115,16 @@ def pipeline_file(tmp: Path, ws: Path, extra: str = "") -> Path:
     return path
 
 
+def upstream_of_export(tmp: Path) -> Path:
+    """`tmp/ws` holding every stage export needs (the check then uses build-kernel's host library, as in a real
+    pipeline); returns the pipeline file."""
+    ws = tmp / "ws"
+    write_featurize(ws)
+    write_models(ws)
+    write_build_kernel(ws)
+    return pipeline_file(tmp, ws)
+
+
 def run(path: Path, stage: str, overrides: list[str] | None = None) -> dict:
     """Run one stage through the runner (manifest, failure handling) and return its manifest."""
     return runner.run_stage(schema.load(path, overrides or []), stage)

@@ -7,22 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from bifsmn_cli.bench.report import engine_contender
-from bifsmn_cli.fsutil import atomic_path
+from bifsmn_cli.figures import pyplot, save_png
 from bifsmn_cli.nn.config import TEACHER
 
 
 def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def latency(results: dict[str, Any], path: Path) -> None:
     """Median (bar) and p90 (whisker) per contender, network alone and end to end, log scale."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     contenders = results["latency"]["contenders"]
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(contenders) + 1.5))
@@ -46,7 +42,7 @@ def latency(results: dict[str, Any], path: Path) -> None:
 
 def accuracy(results: dict[str, Any], path_flops: Path, path_latency: Path) -> None:
     """Engine accuracy of each model against its FLOPs and against its engine latency."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     models = results["accuracy"]["models"]
     for path, x_of, label in (
@@ -77,7 +73,7 @@ def accuracy(results: dict[str, Any], path_flops: Path, path_latency: Path) -> N
 
 def kernels(results: dict[str, Any], path: Path) -> None:
     """Fraction of the estimated per-core peak of each kernel implementation, per GEMM shape."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     k = results["kernels"]
     shapes = k["shapes"]
@@ -102,9 +98,6 @@ def kernels(results: dict[str, Any], path: Path) -> None:
 
 def write_all(results: dict[str, Any], out_dir: Path) -> list[str]:
     """Every plot into out_dir; returns the file names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     names = ["latency.png", "accuracy_vs_flops.png", "accuracy_vs_latency.png"]
     latency(results, out_dir / names[0])
     accuracy(results, out_dir / names[1], out_dir / names[2])

@@ -10,18 +10,25 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bifsmn_cli.nn.binarizers import make_binarizer
+from bifsmn_cli.nn.binarizers import Binarizer, make_binarizer
 
 
-class QLinear(nn.Linear):
+class _Quantized:
+    """What the three layers share: their binarizer (None = full precision) and the weight it makes."""
+
+    binarizer: Binarizer | None
+    weight: Tensor
+
+    def quantized_weight(self) -> Tensor:
+        return self.binarizer.quantize_weight(self.weight) if self.binarizer else self.weight
+
+
+class QLinear(_Quantized, nn.Linear):
     """nn.Linear whose input and weight go through `binarizer` (None = full precision)."""
 
     def __init__(self, in_features: int, out_features: int, binarizer: str | None = None) -> None:
         super().__init__(in_features, out_features)
         self.binarizer = make_binarizer(binarizer, in_features, -1) if binarizer else None
-
-    def quantized_weight(self) -> Tensor:
-        return self.binarizer.quantize_weight(self.weight) if self.binarizer else self.weight
 
     def forward(self, x: Tensor) -> Tensor:
         if self.binarizer is not None:
@@ -29,7 +36,7 @@ class QLinear(nn.Linear):
         return F.linear(x, self.quantized_weight(), self.bias)
 
 
-class QConv1d(nn.Conv1d):
+class QConv1d(_Quantized, nn.Conv1d):
     """nn.Conv1d with explicit (left, right) zero padding applied after the input is binarized, so padded
     taps contribute exactly 0 (not +-1), as the engine computes them."""
 
@@ -48,9 +55,6 @@ class QConv1d(nn.Conv1d):
         self.pad = pad
         self.binarizer = make_binarizer(binarizer, in_channels, 1) if binarizer else None
 
-    def quantized_weight(self) -> Tensor:
-        return self.binarizer.quantize_weight(self.weight) if self.binarizer else self.weight
-
     def forward(self, x: Tensor) -> Tensor:
         if self.binarizer is not None:
             x = self.binarizer.quantize_input(x)
@@ -67,7 +71,7 @@ class QConv1d(nn.Conv1d):
         return F.conv1d(x, w, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
-class QConv2d(nn.Conv2d):
+class QConv2d(_Quantized, nn.Conv2d):
     """nn.Conv2d with symmetric zero padding applied after the input is binarized (padded taps are 0)."""
 
     def __init__(
@@ -81,9 +85,6 @@ class QConv2d(nn.Conv2d):
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
         self.binarizer = make_binarizer(binarizer, in_channels, 1) if binarizer else None
-
-    def quantized_weight(self) -> Tensor:
-        return self.binarizer.quantize_weight(self.weight) if self.binarizer else self.weight
 
     def forward(self, x: Tensor) -> Tensor:
         if self.binarizer is None:

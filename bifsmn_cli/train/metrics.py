@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bifsmn_cli.fsutil import atomic_path
+from bifsmn_cli.figures import pyplot, save_png
 
 
 def confusion_matrix(predictions: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -31,10 +31,7 @@ def per_class_accuracy(confusion: Tensor) -> list[float | None]:
 
 def plot_confusion(confusion: Tensor, class_names: Sequence[str], path: Path, title: str = "") -> None:
     """Row-normalised confusion matrix with counts, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cm = confusion.double()
     norm = cm / cm.sum(dim=1, keepdim=True).clamp_min(1)
@@ -52,15 +49,12 @@ def plot_confusion(confusion: Tensor, class_names: Sequence[str], path: Path, ti
                 ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7, color=color)
     ax.set_title(title or f"accuracy {accuracy(confusion):.2%}")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path, dpi=110)
 
 
 def plot_history(history: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
     """Training loss and validation accuracy per variant against the epoch, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = [h["epoch"] + 1 for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -79,12 +73,4 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: Path, title: str = 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
-
-
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)

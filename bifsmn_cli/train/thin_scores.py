@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from bifsmn_cli.data.packed import PackedSplit
-from bifsmn_cli.fsutil import atomic_path
+from bifsmn_cli.figures import pyplot, save_png
 from bifsmn_cli.nn.config import TEACHER
 from bifsmn_cli.nn.counting import count_variant
 from bifsmn_cli.nn.dfsmn import DFSMN
@@ -47,12 +47,7 @@ def score(teacher: DFSMN, student: DFSMN, val: PackedSplit, test: PackedSplit) -
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Accuracy (test when there is a test split) against FLOPs, log scale, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     for r in rows:
         accuracy = 100 * (r["test_accuracy"] if r["test_accuracy"] is not None else r["val_accuracy"])
         ax.scatter(r["flops"], accuracy, s=40, marker="s" if r["variant"] == TEACHER else "o")
@@ -63,6 +58,4 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_title("accuracy against FLOPs")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
