@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from bifsmn_cli.errors import UserError
-from stages.pipeline.stage import StageSpec
+
+if TYPE_CHECKING:  # `bifsmn --help` lists the stages without loading the pipeline machinery
+    from stages.pipeline.stage import StageSpec
 
 # CLI name -> module; the order is the pipeline's order.
 STAGES: dict[str, str] = {
