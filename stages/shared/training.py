@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from bifsmn_cli.audio.augment import Augmenter
-from bifsmn_cli.audio.config import AugmentConfig, FrontEndConfig
+from bifsmn_cli.audio.config import AugmentConfig
 from bifsmn_cli.audio.frontend import FrontEnd
 from bifsmn_cli.config import dataclass_from_section
 from bifsmn_cli.console import info, progress
@@ -33,8 +33,7 @@ from stages.pipeline.stage import StageContext
 class Loaded:
     data: TrainData
     classes: list[str]
-    frontend_cfg: FrontEndConfig
-    frontend: FrontEnd
+    frontend: FrontEnd  # featurize's front end (frontend.json), applied to augmented waves
     augment: Augmenter | None
     n_features: int
     frames: int
@@ -69,10 +68,9 @@ def load_data(ctx: StageContext) -> Loaded:
     directory = ctx.input_dir("featurize")
     classes = packed.load_classes(directory)
     aug_cfg = dataclass_from_section(AugmentConfig, ctx.section("augment"))
-    frontend_cfg = packed.load_frontend(directory)
     train = _split(directory, "train", with_waves=aug_cfg.enabled)
     val, test = _split(directory, "validation", False), _split(directory, "testing", False)
-    frontend = FrontEnd(frontend_cfg)
+    frontend = FrontEnd(packed.load_frontend(directory))
     n_features, frames = _check_shapes(
         directory, frontend, {"train": train, "validation": val, "testing": test}
     )
@@ -83,7 +81,7 @@ def load_data(ctx: StageContext) -> Loaded:
         augment = Augmenter(aug_cfg, noises, silence_label=silence)
     data = TrainData(train, val, test if len(test) else None, classes)
     info(f"data: {len(train)} train / {len(val)} validation / {len(test)} test clips, {len(classes)} classes")
-    return Loaded(data, classes, frontend_cfg, frontend, augment, n_features, frames)
+    return Loaded(data, classes, frontend, augment, n_features, frames)
 
 
 def model_config(ctx: StageContext, loaded: Loaded) -> ModelConfig:
@@ -133,7 +131,7 @@ def fit(
         if not writer:
             return {}
         metrics = write_results(ctx, result, loaded.classes, label)
-        save_model(ctx.out_dir / model_file, model.cpu(), loaded.classes, loaded.frontend_cfg, metrics)
+        save_model(ctx.out_dir / model_file, model.cpu(), loaded.classes, loaded.frontend.config, metrics)
     return metrics
 
 
