@@ -17,8 +17,9 @@ from bifsmn_cli.engine import build
 from bifsmn_cli.engine.binding import Engine, Library
 from bifsmn_cli.errors import UserError
 
-# about 10 s each on one core here: the loader runs a whole network per input, the WAV reader only parses
-FUZZ_RUNS = {"loader": 80_000, "wav": 2_000_000}
+# about 10 s each on one core here: the loader runs a whole network per input, the WAV reader only parses,
+# the stream pushes up to 3 s of audio twice
+FUZZ_RUNS = {"loader": 80_000, "wav": 2_000_000, "stream": 400}
 RUNS_SCALE = float(os.environ.get("BIFSMN_FUZZ_RUNS", "1"))
 
 
