@@ -34,6 +34,13 @@ int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void print_bench_header(const bifsmn_model *model, const char *model_path, const char *clip, long warmup, long runs)
 {
     printf("{\"model\": ");

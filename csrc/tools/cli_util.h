@@ -14,6 +14,9 @@ void json_string(const char *s);
 long parse_count(const char *s, long max);
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t now_ns(void);
+/* This thread's CPU time in nanoseconds (CLOCK_THREAD_CPUTIME_ID): unlike wall time, it leaves out the time other
+   processes hold the core, which on a shared machine dominates a run of several milliseconds. */
+int64_t cpu_ns(void);
 /* The opening fields of a --bench report: {"model": .., "clip": .., "variant", "binary", "kernel", "warmup",
    "runs" (no closing brace). */
 void print_bench_header(const bifsmn_model *model, const char *model_path, const char *clip, long warmup, long runs);

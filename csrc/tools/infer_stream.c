@@ -235,7 +235,7 @@ static int feed_wav(bifsmn_stream *s, const bifsmn_model *model, const char *pat
 }
 
 /* --bench N --stream: N rounds (after W untimed) of bench_seconds of the clip, tiled, pushed a hop at a time into
-   a reset stream. */
+   a reset stream; each round's wall and thread CPU time. */
 static int bench(bifsmn_model *model, bifsmn_stream *s, const stream_options *o, const char *model_path,
                  const char *clip, long runs, long warmup, output *out)
 {
@@ -249,10 +249,10 @@ static int bench(bifsmn_model *model, bifsmn_stream *s, const stream_options *o,
     }
     const size_t n = (size_t)(o->bench_seconds * bifsmn_sample_rate(model) + 0.5);
     int16_t *pcm = malloc(sizeof(int16_t) * (n ? n : 1));
-    int64_t *ns = calloc((size_t)runs, sizeof(int64_t));
-    if (!pcm || !ns) {
+    int64_t *ns = calloc((size_t)runs, sizeof(int64_t)), *cpu = calloc((size_t)runs, sizeof(int64_t));
+    if (!pcm || !ns || !cpu) {
         fprintf(stderr, "bifsmn-infer: out of memory for %zu samples\n", n);
-        free(pcm), free(ns), bifsmn_wav_free(&wav);
+        free(pcm), free(ns), free(cpu), bifsmn_wav_free(&wav);
         return 1;
     }
     for (size_t i = 0; i < n; i++)
@@ -263,11 +263,13 @@ static int bench(bifsmn_model *model, bifsmn_stream *s, const stream_options *o,
     for (long r = -warmup; r < runs; r++) {
         bifsmn_stream_reset(s);
         out->runs = 0;
-        const int64_t t0 = now_ns();
+        const int64_t t0 = now_ns(), c0 = cpu_ns();
         for (size_t i = 0; i < n; i += hop)
             bifsmn_stream_push(s, pcm + i, n - i < hop ? n - i : hop);
-        if (r >= 0)
+        if (r >= 0) {
+            cpu[r] = cpu_ns() - c0;
             ns[r] = now_ns() - t0;
+        }
         network_runs = out->runs;
     }
     print_bench_header(model, model_path, clip, warmup, runs);
@@ -276,9 +278,11 @@ static int bench(bifsmn_model *model, bifsmn_stream *s, const stream_options *o,
            o->config.stride, o->config.edge_frames == BIFSMN_EDGE_AUDIO ? "audio" : "reflect",
            bifsmn_sample_rate(model), n, network_runs, bifsmn_stream_latency(s));
     print_times("stream_ns", ns, runs);
+    print_times("stream_cpu_ns", cpu, runs);
     printf("}\n");
     free(pcm);
     free(ns);
+    free(cpu);
     return 0;
 }
 
