@@ -1,7 +1,8 @@
 /* bifsmn: C11 inference engine for BiFSMN keyword-spotting models stored as .bfsm files (csrc/FORMAT.md).
  *
- * A model owns every buffer it needs, sized at load; the run calls never allocate. There is no global state:
- * separate models are independent, but one model must not run on two threads at once (it holds scratch).
+ * A model owns every buffer it needs, sized at load (a stream, at its creation); the run and push calls never
+ * allocate. There is no global state: separate models are independent, but one model must not run on two
+ * threads at once (it holds scratch).
  * Every function returning int returns BIFSMN_OK (0) or a negative bifsmn_status.
  */
 #ifndef BIFSMN_H
@@ -216,6 +217,7 @@ typedef struct {
 
 typedef struct bifsmn_frontend bifsmn_frontend;
 
+/* The front end runs on the kernels a model load would choose (BIFSMN_IMPL_AUTO: BIFSMN_KERNEL is honoured). */
 BIFSMN_API int bifsmn_frontend_create(const bifsmn_frontend_config *config, bifsmn_frontend **out);
 BIFSMN_API void bifsmn_frontend_free(bifsmn_frontend *frontend);
 /* 1 + num_samples / hop (centred STFT). */

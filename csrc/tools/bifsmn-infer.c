@@ -30,8 +30,8 @@ static const char usage[] =
     "features in, scores out) and of front end + network (e2e: PCM in), alternating the two, and prints one\n"
     "JSON object with every run's nanoseconds (net_ns, e2e_ns; CLOCK_MONOTONIC) instead of classes. With\n"
     "--stream, each run pushes S seconds (default 10) of the clip, tiled, a hop at a time through a reset stream\n"
-    "(stream_ns wall, stream_cpu_ns this thread's CPU time; per hop and real-time factor follow from\n"
-    "audio_samples and sample_rate).\n"
+    "(stream_ns wall, stream_cpu_ns this thread's CPU time per round; cpu_ns_per_hop and real_time_factor\n"
+    "from their median).\n"
     "Exit status: 0 all clips classified (or the stream ended), 1 a clip, the input or the model failed,\n"
     "2 bad arguments.\n";
 
