@@ -138,6 +138,32 @@ def test_posteriors_and_features_match_the_clip_engine(engine, edge):
     assert s.latency == (896 if edge == "audio" else 0)
 
 
+def test_top_db_clamps_each_window_like_a_clip(lib, tmp_path):
+    """A model whose front end clamps at max - top_db: the stream clamps each window, so with reflect-padded
+    edges its features are the clip front end's, clamp included."""
+    torch.manual_seed(4)
+    cfg = ModelConfig(
+        num_classes=len(CLASSES), num_blocks=1, frontend_channels=2, backbone_size=16, hidden_size=16
+    )
+    path = tmp_path / "top_db.bfsm"
+    export_student(DFSMN(cfg, "bifsmn", ("1x",)).eval(), "1x", CLASSES, FrontEndConfig(top_db=30.0), path)
+    x = signal(2.5, seed=5)
+    with lib.load(path) as e:
+        s = Stream(e, stride=8, edge="reflect", posteriors=True)
+        period, clamped = 8 * HOP, 0
+        for i in range(0, x.size - period + 1, period):
+            s.push(x[i : i + period])
+            if s.posteriors:
+                end, held = s.posteriors[-1][0], s.features()
+                np.testing.assert_array_equal(
+                    held, e.features_pcm(x[end - CLIP : end]) if end >= CLIP else held
+                )
+                clamped += int(np.isclose(held.min(), held.max() - 30.0, atol=1e-4))
+        assert clamped > 0
+    with pytest.raises(UserError, match="expected int16 PCM samples, got float32"):
+        s.push(np.zeros(4, np.float32))
+
+
 def test_the_same_keyword_spoken_twice_fires_twice(engine):
     """yes - pause - yes: two events (TensorFlow's RecognizeCommands would fire once: same label); a dip
     that does not fall below rearm * threshold gives none; the refractory time holds a different keyword."""

@@ -221,7 +221,12 @@ class Stream:
 
     def push(self, pcm: Any) -> list[Event]:
         """Feed int16 samples; returns the events this push produced (all of them stay in .events)."""
-        x = np.ascontiguousarray(pcm, dtype=np.int16).reshape(-1)
+        x = np.asarray(pcm)
+        if x.dtype != np.int16:
+            raise UserError(
+                f"stream push: expected int16 PCM samples, got {x.dtype} (scale floats by 32768 and round)"
+            )
+        x = np.ascontiguousarray(x).reshape(-1)
         before = len(self.events)
         self.engine.lib.check(self.c.bifsmn_stream_push(self._stream(), x, x.size), "stream push")
         return self.events[before:]
