@@ -63,7 +63,7 @@ lint: setup
 format: setup
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-# libFuzzer on the .bfsm loader and the WAV reader (clang): FUZZ_SECONDS per target; the corpus is kept in
+# libFuzzer on the .bfsm loader, the WAV reader and the stream (clang): FUZZ_SECONDS per target; the corpus is kept in
 # csrc/build/fuzz/corpus/<target>, crashing inputs in csrc/build/fuzz/crashes/.
 FUZZ_SECONDS ?= 600
 fuzz: setup

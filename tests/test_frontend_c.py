@@ -7,69 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torchaudio
+from helpers import CLIPS, SR, assert_close_db, speech_like, torchaudio_db
 
 from bifsmn_cli.audio.config import FrontEndConfig
 from bifsmn_cli.audio.frontend import FrontEnd
 from bifsmn_cli.audio.wav import INT16_SCALE
 from bifsmn_cli.errors import UserError
-
-SR = 16000
-TOLERANCE_DB = 0.01
-FLOOR_DB = -80.0
-
-
-def speech_like(seed: int) -> np.ndarray:
-    """Glottal pulse train (120-180 Hz, gliding) through three formant resonators, syllable envelope."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(SR) / SR
-    f0 = 120 + 60 * np.sin(2 * np.pi * 1.5 * t + rng.uniform(0, 6))
-    phase = np.cumsum(f0) / SR
-    pulses = (np.diff(np.floor(phase), prepend=0) > 0).astype(np.float64)
-    wave = np.zeros(SR)
-    for formant, bw, gain in ((700, 90, 1.0), (1200, 110, 0.6), (2600, 160, 0.3)):
-        r = np.exp(-np.pi * bw / SR)
-        a1, a2 = 2 * r * np.cos(2 * np.pi * formant / SR), -r * r
-        y = np.zeros(SR)
-        for i in range(SR):
-            y[i] = pulses[i] + a1 * (y[i - 1] if i else 0) + a2 * (y[i - 2] if i > 1 else 0)
-        wave += gain * y
-    envelope = np.exp(-(((t - 0.5) / 0.18) ** 2))
-    wave = wave * envelope + 1e-4 * rng.standard_normal(SR)
-    wave[: SR // 8] = 0.0  # digital silence: -100 dB frames
-    return (0.5 * wave / np.abs(wave).max()).astype(np.float32)
-
-
-CLIPS = {
-    "noise": lambda: (0.3 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32),
-    "quiet": lambda: (3e-4 * np.random.default_rng(1).standard_normal(SR)).astype(np.float32),
-    "speech_like": lambda: speech_like(2),
-}
-
-
-def torchaudio_db(wave: np.ndarray, s: FrontEndConfig, dtype: torch.dtype) -> np.ndarray:
-    mel = torchaudio.transforms.MelSpectrogram(
-        s.sample_rate,
-        n_fft=s.n_fft,
-        win_length=s.win_length,
-        hop_length=s.hop_length,
-        f_min=s.f_min,
-        f_max=s.f_max,
-        n_mels=s.n_mels,
-        normalized=s.normalized,
-    ).to(dtype)
-    power = mel(torch.from_numpy(wave).to(dtype)[None])
-    return torchaudio.transforms.AmplitudeToDB("power", s.top_db)(power)[0].numpy()
-
-
-def assert_close_db(got: np.ndarray, want: np.ndarray) -> None:
-    assert got.shape == want.shape
-    audible = want > FLOOR_DB
-    assert audible.any()
-    worst = float(np.abs(got - want)[audible].max())
-    assert worst <= TOLERANCE_DB, f"max difference {worst:.4g} dB above {FLOOR_DB} dB"
-    # below the floor both sides still agree on where the clamp is
-    np.testing.assert_array_equal(got <= -99.999, want <= -99.999)
 
 
 @pytest.mark.parametrize("clip", CLIPS)

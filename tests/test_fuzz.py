@@ -17,10 +17,11 @@ from bifsmn_cli.engine import build
 from bifsmn_cli.engine.binding import Engine, Library
 from bifsmn_cli.errors import UserError
 
-# about 10 s each on one core here: the loader runs a whole network per input, the WAV reader only parses
-pytestmark = pytest.mark.slow  # a clang build and two libFuzzer runs
+# about 10 s each on one core here: the loader runs a whole network per input, the WAV reader only parses,
+# the stream pushes up to 3 s of audio twice
+pytestmark = pytest.mark.slow  # a clang build and three libFuzzer runs
 
-FUZZ_RUNS = {"loader": 80_000, "wav": 2_000_000}
+FUZZ_RUNS = {"loader": 80_000, "wav": 2_000_000, "stream": 400}
 RUNS_SCALE = float(os.environ.get("BIFSMN_FUZZ_RUNS", "1"))
 
 

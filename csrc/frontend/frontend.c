@@ -1,31 +1,34 @@
 /* Log-mel front end matching torchaudio: MelSpectrogram(sample_rate, n_fft, hop_length, n_mels,
    normalized, win_length, f_min, f_max) with its other defaults (periodic Hann window zero-padded to n_fft at
    the centre, centred STFT with reflect padding, power 2, HTK mel scale, no filter normalisation) followed by
-   AmplitudeToDB("power", top_db) applied per clip. */
+   AmplitudeToDB("power", top_db) applied per clip. The filterbank and window are built in double; each frame
+   then runs through the melspec kernel (float32) of the chosen implementation. */
+#include "frontend.h"
+
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bifsmn.h"
-#include "fft.h"
+#include "melspec/melspec.h"
 
 #define BIFSMN_PI 3.14159265358979323846
 
 struct bifsmn_frontend {
     bifsmn_frontend_config cfg;
     int n_frames;
-    int n_freqs;
-    double power_scale; /* 1 / sum(window^2) when normalized */
-    double *window;     /* n_fft */
-    double *signal;     /* num_samples + n_fft: the reflect-padded clip */
-    double *frame;      /* n_fft */
-    double *power;      /* n_freqs */
-    int *mel_start;     /* first non-zero bin of each filter */
-    int *mel_len;       /* number of non-zero bins */
-    double *mel_w;      /* the non-zero weights of all filters, concatenated */
-    int *mel_off;       /* offset of each filter in mel_w */
-    bifsmn_rfft fft;
+    bifsmn_melspec_fn melspec;
+    bifsmn_melspec plan;
+    float *signal; /* num_samples + n_fft: the reflect-padded clip */
+    float *mel;    /* n_mels: one frame's mel power */
 };
+
+/* The filterbank as runs of non-zero weights, built in double, handed to the kernel plan. */
+typedef struct {
+    int *start, *len;
+    double *w;
+} mel_runs;
 
 static double hz_to_mel(double f) { return 2595.0 * log10(1.0 + f / 700.0); }
 static double mel_to_hz(double m) { return 700.0 * (pow(10.0, m / 2595.0) - 1.0); }
@@ -34,15 +37,9 @@ void bifsmn_frontend_free(bifsmn_frontend *fe)
 {
     if (!fe)
         return;
-    free(fe->window);
+    bifsmn_melspec_free(&fe->plan);
     free(fe->signal);
-    free(fe->frame);
-    free(fe->power);
-    free(fe->mel_start);
-    free(fe->mel_len);
-    free(fe->mel_w);
-    free(fe->mel_off);
-    bifsmn_rfft_free(&fe->fft);
+    free(fe->mel);
     free(fe);
 }
 
@@ -66,15 +63,13 @@ static int valid_config(const bifsmn_frontend_config *c)
 }
 
 /* torchaudio.functional.melscale_fbanks (htk, norm=None), keeping each filter's non-zero run. */
-static int build_mel(bifsmn_frontend *fe)
+static int build_mel(const bifsmn_frontend_config *c, mel_runs *r)
 {
-    const bifsmn_frontend_config *c = &fe->cfg;
-    const int nm = c->n_mels, nfq = fe->n_freqs;
+    const int nm = c->n_mels, nfq = c->n_fft / 2 + 1;
     double *f_pts = malloc(sizeof(double) * (size_t)(nm + 2));
-    fe->mel_start = malloc(sizeof(int) * (size_t)nm);
-    fe->mel_len = malloc(sizeof(int) * (size_t)nm);
-    fe->mel_off = malloc(sizeof(int) * (size_t)nm);
-    if (!f_pts || !fe->mel_start || !fe->mel_len || !fe->mel_off) {
+    r->start = malloc(sizeof(int) * (size_t)nm);
+    r->len = malloc(sizeof(int) * (size_t)nm);
+    if (!f_pts || !r->start || !r->len) {
         free(f_pts);
         return -1;
     }
@@ -84,7 +79,7 @@ static int build_mel(bifsmn_frontend *fe)
     const double f_top = (double)(c->sample_rate / 2);
     int total = 0;
     for (int pass = 0; pass < 2; pass++) {
-        for (int j = 0; j < nm; j++) {
+        for (int j = 0, off = 0; j < nm; j++) {
             /* Only bins strictly between f_pts[j] and f_pts[j + 2] can be non-zero: scan just those (and one
                more on each side against rounding) so that building a filterbank stays cheap. */
             const double lo = floor(f_pts[j] / f_top * (nfq - 1)) - 1, hi = ceil(f_pts[j + 2] / f_top * (nfq - 1)) + 1;
@@ -100,100 +95,144 @@ static int build_mel(bifsmn_frontend *fe)
                         first = i;
                     last = i;
                     if (pass == 1)
-                        fe->mel_w[fe->mel_off[j] + i - first] = w;
+                        r->w[off + i - first] = w;
                 }
             }
             if (pass == 0) {
-                fe->mel_start[j] = first < 0 ? 0 : first;
-                fe->mel_len[j] = last - first + 1 > 0 ? last - first + 1 : 0;
-                fe->mel_off[j] = total;
-                total += fe->mel_len[j];
+                r->start[j] = first < 0 ? 0 : first;
+                r->len[j] = last - first + 1 > 0 ? last - first + 1 : 0;
+                total += r->len[j];
             }
+            off += r->len[j];
         }
-        if (pass == 0) {
-            /* Zero-filled: bins inside a filter's run whose weight is exactly 0 keep weight 0. */
-            fe->mel_w = calloc((size_t)(total > 0 ? total : 1), sizeof(double));
-            if (!fe->mel_w) {
-                free(f_pts);
-                return -1;
-            }
+        /* Zero-filled: bins inside a filter's run whose weight is exactly 0 keep weight 0. */
+        if (pass == 0 && !(r->w = calloc((size_t)(total > 0 ? total : 1), sizeof(double)))) {
+            free(f_pts);
+            return -1;
         }
     }
     free(f_pts);
     return 0;
 }
 
-int bifsmn_frontend_create(const bifsmn_frontend_config *config, bifsmn_frontend **out)
+/* The periodic Hann window of win_length zero-padded to n_fft at the centre, the plan, the buffers. */
+static int build_plan(bifsmn_frontend *fe, int lanes)
+{
+    const bifsmn_frontend_config *c = &fe->cfg;
+    const int nf = c->n_fft, wl = c->win_length, left = (nf - wl) / 2;
+    double *window = malloc(sizeof(double) * (size_t)nf);
+    mel_runs runs = {NULL, NULL, NULL};
+    int rc = -1;
+    if (window && build_mel(c, &runs) == 0) {
+        double sum_sq = 0.0;
+        for (int i = 0; i < nf; i++) {
+            const int j = i - left;
+            window[i] = j >= 0 && j < wl ? 0.5 - 0.5 * cos(2.0 * BIFSMN_PI * j / wl) : 0.0;
+            sum_sq += window[i] * window[i];
+        }
+        rc = bifsmn_melspec_init(&fe->plan, nf, lanes, window, c->normalized ? 1.0 / sum_sq : 1.0, c->n_mels,
+                                 runs.start, runs.len, runs.w);
+    }
+    free(window);
+    free(runs.start);
+    free(runs.len);
+    free(runs.w);
+    return rc;
+}
+
+int bifsmn_frontend_create_with(const bifsmn_frontend_config *config, const bifsmn_kernels *kernels,
+                                bifsmn_frontend **out)
 {
     if (!out)
         return BIFSMN_ERR_ARGUMENT;
     *out = NULL;
-    if (!config || !valid_config(config))
+    if (!config || !kernels || !valid_config(config))
         return BIFSMN_ERR_ARGUMENT;
     bifsmn_frontend *fe = calloc(1, sizeof *fe);
     if (!fe)
         return BIFSMN_ERR_NOMEM;
     fe->cfg = *config;
-    const int nf = config->n_fft;
     fe->n_frames = 1 + config->num_samples / config->hop_length;
-    fe->n_freqs = nf / 2 + 1;
-    fe->window = malloc(sizeof(double) * (size_t)nf);
-    fe->signal = malloc(sizeof(double) * ((size_t)config->num_samples + (size_t)nf));
-    fe->frame = malloc(sizeof(double) * (size_t)nf);
-    fe->power = malloc(sizeof(double) * (size_t)fe->n_freqs);
-    if (!fe->window || !fe->signal || !fe->frame || !fe->power || build_mel(fe) != 0 ||
-        bifsmn_rfft_init(&fe->fft, nf) != 0) {
+    fe->melspec = kernels->melspec;
+    fe->signal = malloc(sizeof(float) * ((size_t)config->num_samples + (size_t)config->n_fft));
+    fe->mel = malloc(sizeof(float) * (size_t)config->n_mels);
+    if (!fe->signal || !fe->mel || build_plan(fe, kernels->melspec_lanes) != 0) {
         bifsmn_frontend_free(fe);
         return BIFSMN_ERR_NOMEM;
     }
-    const int wl = config->win_length, left = (nf - wl) / 2;
-    double sum_sq = 0.0;
-    for (int i = 0; i < nf; i++) {
-        const int j = i - left;
-        fe->window[i] = j >= 0 && j < wl ? 0.5 - 0.5 * cos(2.0 * BIFSMN_PI * j / wl) : 0.0; /* periodic Hann */
-        sum_sq += fe->window[i] * fe->window[i];
-    }
-    fe->power_scale = config->normalized ? 1.0 / sum_sq : 1.0;
     *out = fe;
     return BIFSMN_OK;
 }
 
+int bifsmn_frontend_create(const bifsmn_frontend_config *config, bifsmn_frontend **out)
+{
+    bifsmn_kernels k;
+    if (out)
+        *out = NULL;
+    const int rc = bifsmn_kernels_select(BIFSMN_IMPL_AUTO, &k, NULL, 0);
+    return rc != BIFSMN_OK ? rc : bifsmn_frontend_create_with(config, &k, out);
+}
+
 int bifsmn_frontend_num_frames(const bifsmn_frontend *fe) { return fe ? fe->n_frames : BIFSMN_ERR_ARGUMENT; }
+
+const bifsmn_frontend_config *bifsmn_frontend_get_config(const bifsmn_frontend *fe) { return &fe->cfg; }
+
+/* 10 log10(max(p, 1e-10)), exactly -100 at and below the floor (NaN included), within 1e-5 dB elsewhere:
+   p = 2^e m with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172, by its
+   series to t^7 (the next term is below 3e-8); +inf gives FLT_MAX's 385.3 dB. Branch-free, so that the loop
+   over a column vectorises (see CMakeLists.txt): libm's log10f cost more than an FFT stage. */
+static inline float power_to_db(float p)
+{
+    const float x = p < FLT_MAX ? p : FLT_MAX;
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    const int32_t e = (int32_t)(u - 0x3f3504f3u) >> 23; /* 0x3f3504f3: sqrt(1/2) */
+    const uint32_t mu = u - ((uint32_t)e << 23);
+    float m;
+    memcpy(&m, &mu, sizeof m);
+    const float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+    const float ln_m = 2.0f * t * (1.0f + t2 * (1.0f / 3.0f + t2 * (1.0f / 5.0f + t2 * (1.0f / 7.0f))));
+    const float db = 3.01029995663981195f * (float)e + 4.34294481903251828f * ln_m;
+    return p > 1e-10f ? db : -100.0f;
+}
+
+void bifsmn_frontend_frame(bifsmn_frontend *fe, const float *samples, float *col, size_t stride)
+{
+    float *mel = fe->mel;
+    fe->melspec(&fe->plan, samples, mel);
+    const int nm = fe->cfg.n_mels;
+    if (fe->cfg.to_db)
+        for (int j = 0; j < nm; j++)
+            mel[j] = power_to_db(mel[j]);
+    for (int j = 0; j < nm; j++)
+        col[(size_t)j * stride] = mel[j];
+}
+
+void bifsmn_frontend_clamp(const bifsmn_frontend *fe, float *x, size_t n)
+{
+    if (!(fe->cfg.top_db > 0.0f) || n == 0)
+        return;
+    float floor_db = x[0];
+    for (size_t i = 1; i < n; i++)
+        floor_db = x[i] > floor_db ? x[i] : floor_db;
+    floor_db -= fe->cfg.top_db;
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] < floor_db ? floor_db : x[i];
+}
 
 /* fe->signal[pad .. pad + L) already holds the clip: reflect-pad it, then one STFT frame per column. */
 static void compute(bifsmn_frontend *fe, float *out)
 {
     const bifsmn_frontend_config *c = &fe->cfg;
-    const int nf = c->n_fft, pad = nf / 2, L = c->num_samples, nm = c->n_mels, nt = fe->n_frames;
-    double *s = fe->signal;
+    const int pad = c->n_fft / 2, L = c->num_samples, nt = fe->n_frames;
+    float *s = fe->signal;
     for (int i = 1; i <= pad; i++) {
         s[pad - i] = s[pad + i];
         s[pad + L - 1 + i] = s[pad + L - 1 - i];
     }
-    for (int t = 0; t < nt; t++) {
-        const double *src = s + (size_t)t * (size_t)c->hop_length;
-        for (int i = 0; i < nf; i++)
-            fe->frame[i] = src[i] * fe->window[i];
-        bifsmn_rfft_power(&fe->fft, fe->frame, fe->power);
-        for (int j = 0; j < nm; j++) {
-            const double *w = fe->mel_w + fe->mel_off[j];
-            const double *p = fe->power + fe->mel_start[j];
-            double acc = 0.0;
-            for (int i = 0; i < fe->mel_len[j]; i++)
-                acc += w[i] * p[i];
-            acc *= fe->power_scale;
-            out[(size_t)j * nt + t] = (float)(c->to_db ? 10.0 * log10(fmax(acc, 1e-10)) : acc);
-        }
-    }
-    if (c->top_db > 0.0f) {
-        const size_t n = (size_t)nm * nt;
-        float floor_db = out[0];
-        for (size_t i = 1; i < n; i++)
-            floor_db = out[i] > floor_db ? out[i] : floor_db;
-        floor_db -= c->top_db;
-        for (size_t i = 0; i < n; i++)
-            out[i] = out[i] < floor_db ? floor_db : out[i];
-    }
+    for (int t = 0; t < nt; t++)
+        bifsmn_frontend_frame(fe, s + (size_t)t * (size_t)c->hop_length, out + t, (size_t)nt);
+    bifsmn_frontend_clamp(fe, out, (size_t)c->n_mels * (size_t)nt);
 }
 
 static int check_sizes(const bifsmn_frontend *fe, const void *x, size_t n_samples, const float *out, size_t n_out)
@@ -209,10 +248,10 @@ int bifsmn_frontend_run_pcm(bifsmn_frontend *fe, const int16_t *pcm, size_t n_sa
     const int rc = check_sizes(fe, pcm, n_samples, out, n_out);
     if (rc != BIFSMN_OK)
         return rc;
-    const double scale = fe->cfg.pcm_scale;
-    double *s = fe->signal + fe->cfg.n_fft / 2;
+    const float scale = fe->cfg.pcm_scale;
+    float *s = fe->signal + fe->cfg.n_fft / 2;
     for (size_t i = 0; i < n_samples; i++)
-        s[i] = pcm[i] * scale;
+        s[i] = (float)pcm[i] * scale;
     compute(fe, out);
     return BIFSMN_OK;
 }
@@ -222,9 +261,7 @@ int bifsmn_frontend_run_float(bifsmn_frontend *fe, const float *x, size_t n_samp
     const int rc = check_sizes(fe, x, n_samples, out, n_out);
     if (rc != BIFSMN_OK)
         return rc;
-    double *s = fe->signal + fe->cfg.n_fft / 2;
-    for (size_t i = 0; i < n_samples; i++)
-        s[i] = x[i];
+    memcpy(fe->signal + fe->cfg.n_fft / 2, x, sizeof(float) * n_samples);
     compute(fe, out);
     return BIFSMN_OK;
 }

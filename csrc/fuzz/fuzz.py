@@ -1,11 +1,13 @@
-"""Fuzz the C engine's parsers with libFuzzer: build the `fuzz` preset, write seed inputs, run each target.
+"""Fuzz the C engine with libFuzzer (its parsers, and the streaming API under random chunking): build the `fuzz`
+preset, write seed inputs, run each target.
 
     python csrc/fuzz/fuzz.py --seconds 600              # what `make fuzz` runs (FUZZ_SECONDS)
     python csrc/fuzz/fuzz.py --seconds 30 --out /tmp/f  # a short run with its corpus elsewhere
 
 Seeds are valid inputs made here, so the fuzzer starts deep inside the formats: tiny .bfsm models written by
 the Python exporter (a binary student at two widths and a full-precision teacher) and WAV files (mono,
-stereo, WAVE_FORMAT_EXTENSIBLE, extra odd-sized chunks, and two formats the reader must reject). The corpus
+stereo, WAVE_FORMAT_EXTENSIBLE, extra odd-sized chunks, and two formats the reader must reject), and stream
+scripts (settings, then chunks of noise, tones, silence and clicks; see fuzz_stream.c). The corpus
 each run grows is kept in <out>/corpus/<target> and seeds the next run; a crashing input is written to
 <out>/crashes/. Fix the bug, then add the input to csrc/fuzz/regressions/<target>/, which ctest replays.
 """
@@ -29,7 +31,7 @@ sys.path.insert(0, str(CSRC.parent))  # run as a script from anywhere: the bifsm
 from bifsmn_cli.audio.config import FrontEndConfig  # noqa: E402
 from bifsmn_cli.engine import build  # noqa: E402
 
-TARGETS = ("loader", "wav")
+TARGETS = ("loader", "wav", "stream")
 PRESET = "fuzz"
 # The seed models' front end: small, so that a run through the whole network takes microseconds.
 SEED_FRONTEND = FrontEndConfig(
@@ -50,7 +52,7 @@ SEED_CLASSES = ["yes", "no", "_unknown_"]
 def write_seeds(target: str, dest: Path) -> list[Path]:
     """Valid (and a few nearly valid) inputs for `target` in `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
-    return _model_seeds(dest) if target == "loader" else _wav_seeds(dest)
+    return {"loader": _model_seeds, "wav": _wav_seeds, "stream": _stream_seeds}[target](dest)
 
 
 def _model_seeds(dest: Path) -> list[Path]:
@@ -107,6 +109,24 @@ def _wav_seeds(dest: Path) -> list[Path]:
     chunks += b"data" + struct.pack("<I", len(pcm)) + pcm
     paths.append(dest / "list-chunk.wav")
     paths[-1].write_bytes(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)
+    return paths
+
+
+def _stream_seeds(dest: Path) -> list[Path]:
+    """fuzz_stream.c's input: a settings byte, then (length: u16, kind, level) chunk records."""
+    scripts = {
+        "one-big-chunk": (0x00, [(20000, 1, 200)]),
+        "single-samples": (0x19, [(1, 1, 90)] * 40 + [(6000, 2, 150)]),
+        "mixed-kinds": (0x5A, [(513, 3, 0), (7, 1, 255), (4000, 2, 60), (1023, 4, 9), (9000, 1, 30)]),
+        "raw-bytes": (0xA3, [(300, 0, 0)]),
+    }
+    paths = []
+    for name, (settings, chunks) in scripts.items():
+        body = bytes([settings]) + b"".join(struct.pack("<HBB", *c) for c in chunks)
+        if name == "raw-bytes":
+            body += bytes(range(256)) * 2
+        paths.append(dest / f"{name}.bin")
+        paths[-1].write_bytes(body)
     return paths
 
 

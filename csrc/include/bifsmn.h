@@ -1,7 +1,8 @@
 /* bifsmn: C11 inference engine for BiFSMN keyword-spotting models stored as .bfsm files (csrc/FORMAT.md).
  *
- * A model owns every buffer it needs, sized at load; the run calls never allocate. There is no global state:
- * separate models are independent, but one model must not run on two threads at once (it holds scratch).
+ * A model owns every buffer it needs, sized at load (a stream, at its creation); the run and push calls never
+ * allocate. There is no global state: separate models are independent, but one model must not run on two
+ * threads at once (it holds scratch).
  * Every function returning int returns BIFSMN_OK (0) or a negative bifsmn_status.
  */
 #ifndef BIFSMN_H
@@ -83,6 +84,121 @@ BIFSMN_API int bifsmn_run_features(bifsmn_model *model, const float *features, s
 BIFSMN_API int bifsmn_features_pcm(bifsmn_model *model, const int16_t *pcm, size_t n_samples, float *features,
                                    size_t n_features);
 
+/* ---- Streaming keyword detection: continuous PCM in, keyword events out. ----
+ *
+ * A stream runs a loaded model over continuous 16-bit PCM. Push any number of samples at a time: all work is
+ * scheduled on sample positions, so the same samples give the same posteriors and events whether they come one
+ * at a time or ten minutes at once. Nothing is allocated after bifsmn_stream_create.
+ *
+ * Timeline. H = the front end's hop_length, N = n_fft, L = the model's num_samples (its clip), T = its frames;
+ * samples before the first pushed one are silence.
+ * - Stream frame k is the STFT frame centred on sample k H. It is computed once, when sample k H + N/2 - 1 has
+ *   arrived (one FFT per hop), into a ring of the last T + 3 feature columns.
+ * - The network runs every `stride` hops: whenever the number of pushed samples reaches a multiple of
+ *   stride H, on the latest complete window, i.e. the T frames of a clip [end - L, end) with end - L on the
+ *   hop grid. `end` is the time of the run and of any event it fires; the run happens bifsmn_stream_latency()
+ *   samples or a little more (up to a hop) after `end`. Runs start once end > 0.
+ * - Edge frames. The clip front end reflect-pads its clip (torchaudio's center=True), so its first ceil(N/2 / H)
+ *   frames and the frames reaching past the clip's end see mirrored audio where a stream has real audio.
+ *   BIFSMN_EDGE_AUDIO (the default) keeps the stream's own frames, computed on the real neighbouring audio:
+ *   interior frames equal the clip front end's, edge frames differ, and the window's last frame needs
+ *   (T - 1) H + N/2 - L samples past `end` (the latency; 896 samples, 56 ms, at the defaults).
+ *   BIFSMN_EDGE_REFLECT recomputes the edge frames at every run from the window's own samples, reflect-padded,
+ *   so that the network sees exactly the clip front end's features of [end - L, end) (4 extra FFTs per run at
+ *   the defaults; latency 0 up to the hop grid). The measured accuracy of both is in csrc/README.md.
+ * - Each window gets the clip's per-clip top_db clamp (when the model has one).
+ *
+ * The detector. Each run gives posteriors p = softmax(scores); then:
+ *   1. a = the mean of p over the last n runs, n = max(1, round(average_ms / run period)) (fewer just after
+ *      creation or reset), the run period being stride H samples;
+ *   2. class c re-arms when a[c] < rearm * threshold[c];
+ *   3. the top class k of a (the lowest index on ties) fires when k is armed, a[k] >= threshold[k] <= 1, at least
+ *      min_count runs happened since creation or reset, and no event fired in the last refractory_ms; the event
+ *      is (end, k, a[k]); k is disarmed and every other class re-armed.
+ * Keywords: every class whose name does not start with '_' gets `threshold`; _silence_, _unknown_ and other
+ * '_' classes get none (they never fire), unless `thresholds` gives per-class values (a value above 1
+ * disables a class). Unlike TensorFlow's RecognizeCommands, which fires only on a label different from the
+ * previous one, a keyword fires again once its average has dropped below rearm * threshold: "yes ... yes"
+ * spoken twice gives two events.
+ */
+typedef enum { BIFSMN_EDGE_AUDIO = 0, BIFSMN_EDGE_REFLECT = 1 } bifsmn_edge_mode;
+
+typedef struct {
+    int64_t time; /* samples from the start of the stream to the end of the window that fired */
+    int keyword;  /* class index */
+    float score;  /* the averaged posterior a[keyword], in (0, 1] */
+} bifsmn_event;
+
+typedef struct {
+    float threshold;         /* every keyword's threshold, in (0, 1]; default BIFSMN_DEFAULT_THRESHOLD */
+    const float *thresholds; /* NULL, or num_classes values > 0 replacing every class's (copied at creation) */
+    float average_ms;        /* posterior averaging window, >= 0; default BIFSMN_DEFAULT_AVERAGE_MS */
+    float refractory_ms;     /* no event within this long after one, >= 0; default BIFSMN_DEFAULT_REFRACTORY_MS */
+    float rearm;             /* in [0, 1]; default BIFSMN_DEFAULT_REARM */
+    int min_count;           /* >= 1; default BIFSMN_DEFAULT_MIN_COUNT */
+} bifsmn_detector_config;
+
+typedef void (*bifsmn_event_fn)(void *user, const bifsmn_event *event);
+/* After every run: its time (the window's end), the posteriors p and the averages a, num_classes each. */
+typedef void (*bifsmn_posteriors_fn)(void *user, int64_t time, const float *posteriors, const float *averaged,
+                                     int num_classes);
+
+typedef struct {
+    int stride;                     /* hops between network runs, >= 1; default BIFSMN_DEFAULT_STRIDE */
+    int edge_frames;                /* bifsmn_edge_mode; default BIFSMN_EDGE_AUDIO */
+    bifsmn_detector_config detector;
+    bifsmn_event_fn on_event;           /* may be NULL */
+    bifsmn_posteriors_fn on_posteriors; /* may be NULL */
+    void *user;                         /* passed to both */
+} bifsmn_stream_config;
+
+#define BIFSMN_DEFAULT_STRIDE 4
+#define BIFSMN_DEFAULT_THRESHOLD 0.8f
+#define BIFSMN_DEFAULT_AVERAGE_MS 300.0f
+#define BIFSMN_DEFAULT_REFRACTORY_MS 500.0f
+#define BIFSMN_DEFAULT_REARM 0.5f
+#define BIFSMN_DEFAULT_MIN_COUNT 1
+
+typedef struct bifsmn_stream bifsmn_stream;
+typedef struct bifsmn_detector bifsmn_detector;
+
+/* Fills *config with the defaults above (no callbacks). */
+BIFSMN_API void bifsmn_stream_config_default(bifsmn_stream_config *config);
+
+/* A stream on `model`. The stream runs the model's front end and network (their scratch): do not use the model
+   from another thread while the stream is in use; several streams may share a model on one thread. On a bad
+   setting: BIFSMN_ERR_ARGUMENT and a one-line reason in msg (may be NULL) naming the field. */
+BIFSMN_API int bifsmn_stream_create(bifsmn_model *model, const bifsmn_stream_config *config, bifsmn_stream **out,
+                                    char *msg, size_t msg_len);
+/* Feeds n samples (pcm may be NULL when n is 0); callbacks run inside this call, in time order. A callback may
+   call bifsmn_stream_features and run the model, but not push to, reset or free this stream (that returns
+   BIFSMN_ERR_ARGUMENT). */
+BIFSMN_API int bifsmn_stream_push(bifsmn_stream *stream, const int16_t *pcm, size_t n);
+/* Back to the state of creation: no samples, silence history, the detector's averages and timers cleared. */
+BIFSMN_API int bifsmn_stream_reset(bifsmn_stream *stream);
+BIFSMN_API void bifsmn_stream_free(bifsmn_stream *stream);
+/* Samples pushed since creation or reset. */
+BIFSMN_API int64_t bifsmn_stream_position(const bifsmn_stream *stream);
+/* Samples per hop (the front end's hop_length): frames are this far apart, runs stride times that. */
+BIFSMN_API int bifsmn_stream_hop(const bifsmn_stream *stream);
+/* Samples a window's end precedes the earliest run that can evaluate it (see the timeline). */
+BIFSMN_API int bifsmn_stream_latency(const bifsmn_stream *stream);
+/* The features of the last run's window (n_mels x n_frames, as bifsmn_run_features takes them); all -100 dB
+   silence before the first run. */
+BIFSMN_API int bifsmn_stream_features(const bifsmn_stream *stream, float *features, size_t n_features);
+
+/* The detector alone, on posteriors from anywhere (e.g. saved from a stream's on_posteriors, to sweep thresholds
+   without rerunning the network): the same rule with a run period of stride hops of the model's front end. */
+BIFSMN_API int bifsmn_detector_create(const bifsmn_model *model, int stride, const bifsmn_detector_config *config,
+                                      bifsmn_detector **out, char *msg, size_t msg_len);
+/* One run at `time` with num_classes posteriors: 1 with *event filled when it fired, 0 when not, < 0 on error. */
+BIFSMN_API int bifsmn_detector_step(bifsmn_detector *detector, int64_t time, const float *posteriors,
+                                    size_t n_posteriors, bifsmn_event *event);
+/* The averages a of the last step (num_classes values). */
+BIFSMN_API const float *bifsmn_detector_averaged(const bifsmn_detector *detector);
+BIFSMN_API void bifsmn_detector_reset(bifsmn_detector *detector);
+BIFSMN_API void bifsmn_detector_free(bifsmn_detector *detector);
+
 /* ---- Standalone front end: log-mel features matching torchaudio MelSpectrogram + AmplitudeToDB. ---- */
 typedef struct {
     int sample_rate;   /* Hz */
@@ -101,6 +217,7 @@ typedef struct {
 
 typedef struct bifsmn_frontend bifsmn_frontend;
 
+/* The front end runs on the kernels a model load would choose (BIFSMN_IMPL_AUTO: BIFSMN_KERNEL is honoured). */
 BIFSMN_API int bifsmn_frontend_create(const bifsmn_frontend_config *config, bifsmn_frontend **out);
 BIFSMN_API void bifsmn_frontend_free(bifsmn_frontend *frontend);
 /* 1 + num_samples / hop (centred STFT). */

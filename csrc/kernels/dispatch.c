@@ -58,7 +58,8 @@ int bifsmn_kernels_available(bifsmn_impl impl)
     case BIFSMN_IMPL_AVX2: return f.avx2_fma;
     case BIFSMN_IMPL_AVX512: return f.avx512;
 #elif defined(__aarch64__)
-#if defined(BIFSMN_HAVE_BGEMM_NEON) || defined(BIFSMN_HAVE_BITPACK_NEON) || defined(BIFSMN_HAVE_SGEMM_NEON)
+#if defined(BIFSMN_HAVE_BGEMM_NEON) || defined(BIFSMN_HAVE_BITPACK_NEON) || defined(BIFSMN_HAVE_SGEMM_NEON) || \
+    defined(BIFSMN_HAVE_MELSPEC_NEON)
     case BIFSMN_IMPL_NEON: return 1;
 #endif
 #endif
@@ -73,12 +74,16 @@ static void fill(bifsmn_impl impl, bifsmn_kernels *k)
     k->bitpack = bifsmn_bitpack_ref;
     k->bgemm = bifsmn_bgemm_ref;
     k->sgemm = bifsmn_sgemm_ref;
+    k->melspec = bifsmn_melspec_ref;
+    k->melspec_lanes = 1;
 #if defined(BIFSMN_X86)
     if (impl == BIFSMN_IMPL_AVX2) {
-        *k = (bifsmn_kernels){impl, "avx2", bifsmn_bitpack_avx2, bifsmn_bgemm_avx2, bifsmn_sgemm_avx2};
+        *k = (bifsmn_kernels){impl, "avx2", bifsmn_bitpack_avx2, bifsmn_bgemm_avx2, bifsmn_sgemm_avx2,
+                              bifsmn_melspec_avx2, 8};
     } else if (impl == BIFSMN_IMPL_AVX512) {
         /* A 512-bit bitpack would only save a few ns per layer: the AVX2 one is used. */
-        *k = (bifsmn_kernels){impl, "avx512", bifsmn_bitpack_avx2, bifsmn_bgemm_avx512, bifsmn_sgemm_avx512};
+        *k = (bifsmn_kernels){impl, "avx512", bifsmn_bitpack_avx2, bifsmn_bgemm_avx512, bifsmn_sgemm_avx512,
+                              bifsmn_melspec_avx512, 16};
     }
 #elif defined(__aarch64__)
     if (impl == BIFSMN_IMPL_NEON) {
@@ -92,6 +97,10 @@ static void fill(bifsmn_impl impl, bifsmn_kernels *k)
 #endif
 #if defined(BIFSMN_HAVE_SGEMM_NEON)
         k->sgemm = bifsmn_sgemm_neon;
+#endif
+#if defined(BIFSMN_HAVE_MELSPEC_NEON)
+        k->melspec = bifsmn_melspec_neon;
+        k->melspec_lanes = 4;
 #endif
     }
 #else

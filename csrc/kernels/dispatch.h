@@ -7,6 +7,7 @@
 #include "bgemm/bgemm.h"
 #include "bifsmn.h"
 #include "bitpack/bitpack.h"
+#include "melspec/melspec.h"
 #include "sgemm/sgemm.h"
 
 typedef struct {
@@ -15,6 +16,8 @@ typedef struct {
     bifsmn_bitpack_fn bitpack;
     bifsmn_bgemm_fn bgemm;
     bifsmn_sgemm_fn sgemm;
+    bifsmn_melspec_fn melspec;
+    int melspec_lanes; /* the plan layout melspec expects (bifsmn_melspec_init) */
 } bifsmn_kernels;
 
 /* 1 when `impl` (not AUTO) can run on this CPU and was built in. */

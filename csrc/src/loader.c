@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frontend.h"
 #include "internal.h"
 
 #define HEADER_SIZE 16
@@ -352,6 +353,9 @@ static int parse_payload(errsink *e, bifsmn_model *m, cursor *c, bifsmn_impl ker
 {
     uint32_t h[H_COUNT];
     int rc;
+    /* First: the front end's plan is laid out for the kernels' vector width. */
+    if ((rc = bifsmn_kernels_select(kernel, &m->kernels, e->msg, e->msg_len)) != BIFSMN_OK)
+        return rc;
     if ((rc = read_u32s(e, c, h, H_COUNT, "the model header")) != BIFSMN_OK)
         return rc;
     if (h[H_KIND] > 1)
@@ -383,7 +387,7 @@ static int parse_payload(errsink *e, bifsmn_model *m, cursor *c, bifsmn_impl ker
         .top_db = (h[H_FLAGS] >> 2) & 1 ? f32_of(h[H_TOP_DB]) : 0.0f,
         .pcm_scale = f32_of(h[H_PCM_SCALE]),
     };
-    rc = bifsmn_frontend_create(&fc, &m->frontend);
+    rc = bifsmn_frontend_create_with(&fc, &m->kernels, &m->frontend);
     if (rc == BIFSMN_ERR_NOMEM)
         return fail(e, rc, "out of memory");
     if (rc != BIFSMN_OK || ((h[H_FLAGS] >> 2) & 1 && !(fc.top_db > 0.0f)))
@@ -429,9 +433,7 @@ static int parse_payload(errsink *e, bifsmn_model *m, cursor *c, bifsmn_impl ker
     if (elems3(last->out_shape) != (size_t)m->num_classes || last->out_shape[2] != m->num_classes)
         return fail(e, BIFSMN_ERR_FORMAT, "the last op outputs (%d, %d, %d), not the %d class scores",
                     last->out_shape[0], last->out_shape[1], last->out_shape[2], m->num_classes);
-    if ((rc = allocate_buffers(e, m)) != BIFSMN_OK)
-        return rc;
-    return bifsmn_kernels_select(kernel, &m->kernels, e->msg, e->msg_len);
+    return allocate_buffers(e, m);
 }
 
 int bifsmn_load_memory(const void *data, size_t size, bifsmn_impl kernel, bifsmn_model **out, char *msg,

@@ -1,4 +1,5 @@
-/* bifsmn-infer: classify WAV clips with a .bfsm model and print the top classes, or time the model (--bench). */
+/* bifsmn-infer: classify WAV clips with a .bfsm model and print the top classes, detect keywords in a stream
+   (--stream, infer_stream.c), or time either (--bench). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime(CLOCK_MONOTONIC) under -std=c11 */
 #include <math.h>
 #include <stdio.h>
@@ -7,32 +8,32 @@
 #include <time.h>
 
 #include "bifsmn.h"
+#include "cli_util.h"
+#include "infer_stream.h"
 #include "wav.h"
 
 static const char usage[] =
     "usage: bifsmn-infer [--top N] [--json] [--kernel auto|ref|avx2|avx512|neon] MODEL.bfsm CLIP.wav...\n"
+    "       bifsmn-infer --stream [--threshold T|CLASS=T]... [--stride N] [--average MS] [--refractory MS]\n"
+    "                    [--rearm R] [--min-count N] [--edge audio|reflect] [--posteriors] MODEL.bfsm FILE.wav|-\n"
     "       bifsmn-infer --bench N [--warmup W] [--bench-path both|net|e2e] [--kernel K] MODEL.bfsm CLIP.wav\n"
+    "       bifsmn-infer --bench N --stream [--bench-seconds S] [stream options] MODEL.bfsm CLIP.wav\n"
     "Clips must be 16-bit PCM mono at the model's sample rate; shorter clips are zero-padded at the end and\n"
     "longer ones truncated to the model's clip length. Scores are softmax probabilities (logits in --json).\n"
+    "--stream reads a WAV file of any length, or raw 16-bit little-endian mono PCM from standard input (-), e.g.\n"
+    "  arecord -t raw -f S16_LE -r 16000 -c 1 | bifsmn-infer --stream model_1x.bfsm -\n"
+    "and prints one JSON line per detected keyword: {\"time\": seconds, \"keyword\": class, \"score\": 0..1};\n"
+    "--posteriors adds one line per network run (every N hops: --stride). Detector defaults: threshold 0.8\n"
+    "(CLASS=T: one class; above 1 disables it), stride 4, average 300 ms, refractory 500 ms, rearm 0.5,\n"
+    "min-count 1, edge audio (the rule: include/bifsmn.h). A closed input ends cleanly.\n"
     "--bench N times N runs (after W untimed ones, default 10) on the first clip of the network alone (net:\n"
     "features in, scores out) and of front end + network (e2e: PCM in), alternating the two, and prints one\n"
-    "JSON object with every run's nanoseconds (net_ns, e2e_ns; CLOCK_MONOTONIC) instead of classes.\n"
-    "Exit status: 0 all clips classified, 1 a clip or the model failed, 2 bad arguments.\n";
-
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        const unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch < 0x20)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
-    }
-    putchar('"');
-}
+    "JSON object with every run's nanoseconds (net_ns, e2e_ns; CLOCK_MONOTONIC) instead of classes. With\n"
+    "--stream, each run pushes S seconds (default 10) of the clip, tiled, a hop at a time through a reset stream\n"
+    "(stream_ns wall, stream_cpu_ns this thread's CPU time per round; cpu_ns_per_hop and real_time_factor\n"
+    "from their median).\n"
+    "Exit status: 0 all clips classified (or the stream ended), 1 a clip, the input or the model failed,\n"
+    "2 bad arguments.\n";
 
 static int parse_kernel(const char *s, bifsmn_impl *out)
 {
@@ -51,10 +52,7 @@ static int load_clip(const bifsmn_model *model, const char *path, int16_t *pcm, 
     bifsmn_wav wav;
     if (bifsmn_wav_read(path, &wav, msg, msg_len) != 0)
         return -1;
-    const int rate = bifsmn_sample_rate(model);
-    if (wav.channels != 1 || wav.sample_rate != rate) {
-        snprintf(msg, msg_len, "%d channel(s) at %d Hz; the model needs mono at %d Hz", wav.channels,
-                 wav.sample_rate, rate);
+    if (check_wav_format(model, &wav, msg, msg_len) != 0) {
         bifsmn_wav_free(&wav);
         return -1;
     }
@@ -86,21 +84,6 @@ static int classify(bifsmn_model *model, const char *path, int16_t *pcm, float *
 }
 
 enum { BENCH_NET = 1, BENCH_E2E = 2 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void print_times(const char *key, const int64_t *ns, long runs)
-{
-    printf(", \"%s\": [", key);
-    for (long i = 0; i < runs; i++)
-        printf("%s%lld", i ? ", " : "", (long long)ns[i]);
-    printf("]");
-}
 
 /* --bench: the paths alternate run by run, so that drift on a shared machine weighs on both alike. The
    features of the network-alone path are computed once by the model's own front end. */
@@ -141,15 +124,7 @@ static int bench(bifsmn_model *model, const char *model_path, const char *clip, 
         fprintf(stderr, "bifsmn-infer: %s: %s\n", model_path, bifsmn_strerror(rc));
         goto done;
     }
-    printf("{\"model\": ");
-    json_string(model_path);
-    printf(", \"clip\": ");
-    json_string(clip);
-    printf(", \"variant\": ");
-    json_string(bifsmn_variant(model));
-    printf(", \"binary\": %s, \"kernel\": ", bifsmn_is_binary(model) ? "true" : "false");
-    json_string(bifsmn_kernel_name(model));
-    printf(", \"warmup\": %ld, \"runs\": %ld", warmup, runs);
+    print_bench_header(model, model_path, clip, warmup, runs);
     if (paths & BENCH_NET)
         print_times("net_ns", net, runs);
     if (paths & BENCH_E2E)
@@ -165,22 +140,21 @@ done:
     return status;
 }
 
-/* A non-negative count option; -1 when the text is not one. */
-static long parse_count(const char *s, long max)
-{
-    char *end;
-    const long v = strtol(s, &end, 10);
-    return (*s && !*end && v >= 0 && v <= max) ? v : -1;
-}
-
 int main(int argc, char **argv)
 {
     int top = 3, json = 0, first = 1, paths = BENCH_NET | BENCH_E2E;
     long runs = 0, warmup = 10;
     bifsmn_impl kernel = BIFSMN_IMPL_AUTO;
+    stream_options stream;
+    stream_options_init(&stream);
     for (; first < argc && strncmp(argv[first], "--", 2) == 0; first++) {
         const char *opt = argv[first];
-        if (strcmp(opt, "--") == 0) {
+        const int used = stream_option(&stream, argc, argv, first);
+        if (used < 0)
+            return 2;
+        if (used > 0) {
+            first += used - 1;
+        } else if (strcmp(opt, "--") == 0) {
             first++;
             break;
         } else if (strcmp(opt, "--json") == 0) {
@@ -224,7 +198,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (argc - first < 2) {
+    if (argc - first < 2 || (stream.enabled && argc - first != 2)) {
+        if (stream.enabled && argc - first > 2)
+            fprintf(stderr, "bifsmn-infer: --stream takes one input (a WAV file or -), got %d\n", argc - first - 1);
         fputs(usage, stderr);
         return 2;
     }
@@ -234,6 +210,11 @@ int main(int argc, char **argv)
     if (rc != BIFSMN_OK) {
         fprintf(stderr, "bifsmn-infer: %s: %s (%s)\n", argv[first], msg, bifsmn_strerror(rc));
         return 1;
+    }
+    if (stream.enabled) {
+        const int status = stream_main(model, &stream, argv[first], argv[first + 1], runs, warmup);
+        bifsmn_free(model);
+        return status;
     }
     if (runs > 0) {
         const int status = bench(model, argv[first], argv[first + 1], runs, warmup, paths);
