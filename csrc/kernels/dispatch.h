@@ -4,9 +4,11 @@
 
 #include <stddef.h>
 
+#include "bfuse/bfuse.h"
 #include "bgemm/bgemm.h"
 #include "bifsmn.h"
 #include "bitpack/bitpack.h"
+#include "sconv/sconv.h"
 #include "sgemm/sgemm.h"
 
 typedef struct {
@@ -15,6 +17,11 @@ typedef struct {
     bifsmn_bitpack_fn bitpack;
     bifsmn_bgemm_fn bgemm;
     bifsmn_sgemm_fn sgemm;
+    bifsmn_bpanel_words_fn bpanel_words;
+    bifsmn_bpanel_fn bpanel;
+    bifsmn_bgemm_fused_fn bgemm_fused;
+    bifsmn_bdwconv_fn bdwconv;
+    bifsmn_sconv1_fn sconv1;
 } bifsmn_kernels;
 
 /* 1 when `impl` (not AUTO) can run on this CPU and was built in. */
