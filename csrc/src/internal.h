@@ -67,8 +67,8 @@ typedef void (*bifsmn_step_fn)(bifsmn_model *m, const bifsmn_step *s);
 struct bifsmn_step {
     bifsmn_step_fn run;
     const char *kind; /* profile category: input, conv2d, linear, dwconv1d, and b-prefixed binary ones */
-    const bifsmn_op *op;
-    const float *in;         /* float input (fp ops; binary ops that pack their own input) */
+    const bifsmn_op *op;     /* the op (the input step: the direct conv whose input it lays out, or NULL) */
+    const float *in;         /* float input (fp ops; binary ops that pack their own input); NULL: laid out */
     const uint64_t *in_bits; /* binary ops: packed input (a producer's out_bits or op->in_bits) */
     const float *res;        /* fp ops: residual */
     float *out;              /* fp ops: output slot */

@@ -191,7 +191,7 @@ int bifsmn_plan_build(bifsmn_model *m)
         }
         if (lay_out_binary(m, op) != BIFSMN_OK)
             goto done;
-        scratch = max_sz(scratch, op->type == BIFSMN_OP_DWCONV1D ? BIFSMN_BDWCONV_SCRATCH(op->M, op->N)
+        scratch = max_sz(scratch, op->type == BIFSMN_OP_DWCONV1D ? BIFSMN_BDWCONV_SCRATCH(op->M, op->N, op->taps, op->dilation)
                                                                   : BIFSMN_BGEMM_SCRATCH(op->K));
         const int p = producer(m, i, op->in_slot);
         if ((p < 0 || !m->ops[p].out_bits || !reads_packed_rows(op)) &&
@@ -241,6 +241,18 @@ int bifsmn_plan_build(bifsmn_model *m)
             s->bout.group = op->out_shape[1];
             s->bout.stride = (int)row_words(op);
         }
+    }
+    /* The features' only reader a direct conv: the input step writes its padded input, the conv reads no slot. */
+    int readers = 0, reader = -1;
+    for (int j = 0; j < n; j++) {
+        const bifsmn_op *op = &m->ops[j];
+        const int reads = (op->in_slot == 0) + (op->res_slot == 0);
+        if (reads && producer(m, j, 0) < 0)
+            readers += reads, reader = j;
+    }
+    if (readers == 1 && m->ops[reader].spanel && m->ops[reader].in_slot == 0) {
+        m->steps[0].op = &m->ops[reader];
+        m->steps[reader + 1].in = NULL;
     }
     m->num_steps = n + 1;
     rc = BIFSMN_OK;

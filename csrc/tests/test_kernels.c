@@ -208,6 +208,7 @@ static void test_fused_gemm(const bifsmn_kernels *k)
         check_fused_gemm(k, 6, 17, 2000, form, 1, &seed);
         check_fused_gemm(k, 3, 9, 4100, form, 1, &seed);
     }
+    check_fused_gemm(k, 2, 5, 70000, FLOAT_ALL, 1, &seed); /* popcounts past 16 bits */
 }
 
 static void test_thresholds(void)
@@ -242,7 +243,7 @@ static void check_fused_dwconv(const bifsmn_kernels *k, int T, int C, int taps, 
     float *slope = padded_floats(C, s, -0.3f, 0.6f), *res = padded_floats(T * C, s, -1.0f, 1.0f);
     uint64_t *bits[2] = {malloc(8 * ((size_t)T * cw + 1)), malloc(8 * ((size_t)T * cw + 1))};
     float *out[2] = {malloc(4 * (size_t)T * C), malloc(4 * (size_t)T * C)};
-    void *scratch = aligned_alloc(64, BIFSMN_BDWCONV_SCRATCH(T, C));
+    void *scratch = aligned_alloc(64, BIFSMN_BDWCONV_SCRATCH(T, C, taps, dil));
     for (int with_res = 0; with_res <= 1; with_res++) {
         for (size_t i = 0; i < (size_t)T * cw + 1; i++)
             bits[0][i] = bits[1][i] = rng_next(s);
@@ -288,6 +289,8 @@ static void test_fused_dwconv(const bifsmn_kernels *k)
                     check_fused_dwconv(k, Ts[it], Cs[ic], taps_[ik], dil, span, &seed);
                 }
     check_fused_dwconv(k, 6, 20, 130, 1, 64, &seed); /* beyond the byte counters: the reference path */
+    check_fused_dwconv(k, 6, 20, 3, 40, 40, &seed);  /* a span beyond the padded rows: likewise */
+    check_fused_dwconv(k, 9, 33, 3, 32, 32, &seed);  /* the longest span with padded rows */
 }
 
 /* ---- direct first-layer convolution ---- */

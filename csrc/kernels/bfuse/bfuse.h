@@ -42,7 +42,13 @@ typedef struct {
 
 /* Scratch bytes the fused kernels may use (caller-provided, 64-byte aligned). */
 #define BIFSMN_BGEMM_SCRATCH(K) (1024 * (((size_t)(K) + 63) / 64))
-#define BIFSMN_BDWCONV_SCRATCH(T, C) ((size_t)(T) * (((size_t)(C) + 63) / 64 * 64))
+/* The depthwise conv's input signs as bytes, with zero rows around them when the taps span at most
+   BIFSMN_BDWCONV_PAD_SPAN time steps (longer spans run without them). */
+#define BIFSMN_BDWCONV_PAD_SPAN 64
+#define BIFSMN_BDWCONV_SCRATCH(T, C, taps, dilation)                                                              \
+    (((size_t)(T) + (((size_t)(taps) - 1) * (size_t)(dilation) <= BIFSMN_BDWCONV_PAD_SPAN                          \
+                         ? ((size_t)(taps) - 1) * (size_t)(dilation) : 0)) *                                        \
+     (((size_t)(C) + 63) / 64 * 64))
 
 /* Panel size in words and the panel of N packed weight rows (N x kw words, pad bits 0). */
 typedef size_t (*bifsmn_bpanel_words_fn)(int N, int K);
@@ -98,8 +104,13 @@ static inline void bifsmn_put_bits(uint64_t *row, size_t off, uint64_t v, int n)
     const int sh = (int)(off & 63);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if ((n == 8 && (sh & 7) == 0) || (n == 16 && (sh & 15) == 0)) { /* whole bytes: a plain store */
-        const uint16_t h = (uint16_t)v;
-        memcpy((unsigned char *)w + (sh >> 3), &h, (size_t)n / 8);
+        unsigned char *p = (unsigned char *)w + (sh >> 3);
+        if (n == 16) {
+            const uint16_t h = (uint16_t)v; /* a constant-size memcpy: one store, never a call */
+            memcpy(p, &h, 2);
+        } else {
+            *p = (unsigned char)v;
+        }
         return;
     }
 #endif

@@ -16,6 +16,7 @@
 #include <arm_neon.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "bfuse.h"
 #include "bfuse_neon.h"
@@ -24,10 +25,22 @@
 
 /* The panel: groups of 4 outputs (padded to a multiple of 16 outputs with zero rows), each step of 128 bits
    holding the 4 rows' words 2s and 2s + 1 (0 past the last word). */
-size_t bifsmn_bpanel_words_neon(int N, int K) { return (size_t)(N + 15) / 16 * 4 * 8 * (size_t)((K + 127) / 128); }
+/* Depths of 65536 bits and more (past the halfword sums) run the reference, on its own layout. */
+#define NEON_MAX_K 65535
+
+size_t bifsmn_bpanel_words_neon(int N, int K)
+{
+    if (K > NEON_MAX_K)
+        return bifsmn_bpanel_words_ref(N, K);
+    return (size_t)(N + 15) / 16 * 4 * 8 * (size_t)((K + 127) / 128);
+}
 
 void bifsmn_bpanel_neon(const uint64_t *w, int N, int K, uint64_t *panel)
 {
+    if (K > NEON_MAX_K) {
+        bifsmn_bpanel_ref(w, N, K, panel);
+        return;
+    }
     const int kw = (K + 63) / 64, steps = (K + 127) / 128;
     for (int g = 0; g < (N + 15) / 16 * 4; g++)
         for (int s = 0; s < steps; s++)
@@ -100,35 +113,68 @@ static inline __attribute__((always_inline)) void reduce(uint8x16_t c[4][4], int
     h[1] = h23;
 }
 
-/* Popcounts of 4 rows x one group: h[0] = rows 0 and 1 (4 outputs each), h[1] = rows 2 and 3. Halfwords hold any
-   K up to 31 x 128; deeper layers (chunks) overflow them, but only the reference-sized tests reach 65536. With kw a constant (the
-   per-depth kernels below) the steps unroll and the reduction is fixed; kw > CHUNK * 2 sums chunks of CHUNK steps. */
+/* Popcounts of 4 rows x one group over steps s0..s1-1 (at most CHUNK): h[0] = rows 0 and 1 (4 outputs each), h[1] =
+   rows 2 and 3. With kw a constant (the per-depth kernels below) the steps unroll and the reduction is fixed. */
+static inline __attribute__((always_inline)) void chunk_popcounts(const uint64_t *const rows[4], const uint64_t *p,
+                                                                  int kw, int s0, int s1, uint16x8_t h[2])
+{
+    uint8x16_t c[4][4];
+    step_counts(c, rows, p + (size_t)s0 * 8, 2 * s0, 2 * s0 + 1 == kw, 1);
+    if (s1 - s0 <= 2) {
+        for (int s = s0 + 1; s < s1; s++)
+            step_counts(c, rows, p + (size_t)s * 8, 2 * s, 2 * s + 1 == kw, 0);
+    } else {
+        /* A rolled loop: unrolled, every step's activations are loaded up front and no longer fit the 32
+           registers with the 16 accumulators (K = 400 spilled a third of its instructions). */
+#pragma GCC unroll 1
+        for (int s = s0 + 1; s < s1; s++)
+            step_counts(c, rows, p + (size_t)s * 8, 2 * s, 2 * s + 1 == kw, 0);
+    }
+    reduce(c, byte_levels(2 * (s1 - s0) < kw - 2 * s0 ? 2 * (s1 - s0) : kw - 2 * s0), h);
+}
+
+/* The same over the whole depth, chunk by chunk; halfword sums, so K <= NEON_MAX_K. */
 static inline __attribute__((always_inline)) void group_popcounts(const uint64_t *const rows[4], const uint64_t *p,
                                                                   int kw, uint16x8_t h[2])
 {
     const int steps = (kw + 1) / 2;
-    for (int s0 = 0; s0 < steps; s0 += CHUNK) {
-        const int s1 = steps - s0 < CHUNK ? steps : s0 + CHUNK;
-        uint8x16_t c[4][4];
-        step_counts(c, rows, p + (size_t)s0 * 8, 2 * s0, 2 * s0 + 1 == kw, 1);
-        for (int s = s0 + 1; s < s1; s++)
-            step_counts(c, rows, p + (size_t)s * 8, 2 * s, 2 * s + 1 == kw, 0);
+    chunk_popcounts(rows, p, kw, 0, steps < CHUNK ? steps : CHUNK, h);
+    for (int s0 = CHUNK; s0 < steps; s0 += CHUNK) {
         uint16x8_t part[2];
-        reduce(c, byte_levels(2 * (s1 - s0) < kw - 2 * s0 ? 2 * (s1 - s0) : kw - 2 * s0), part);
-        if (s0 == 0) {
-            h[0] = part[0];
-            h[1] = part[1];
-        } else {
-            h[0] = vaddq_u16(h[0], part[0]);
-            h[1] = vaddq_u16(h[1], part[1]);
-        }
+        chunk_popcounts(rows, p, kw, s0, steps - s0 < CHUNK ? steps : s0 + CHUNK, part);
+        h[0] = vaddq_u16(h[0], part[0]);
+        h[1] = vaddq_u16(h[1], part[1]);
     }
 }
 
-/* Row r's 4 popcounts out of a group's pair of halfword vectors. */
-static inline uint32x4_t row_counts(const uint16x8_t h[2], int r)
+/* The popcounts of 4 rows x one group into dst (row r's 4 outputs at dst + 4 r), per packed depth, for the general
+   tile (the last outputs of a row and the forms without their own tiles). */
+typedef void (*counts_fn)(const uint64_t *const rows[4], const uint64_t *p, int kw, uint16_t *dst);
+
+#define BFUSE_COUNTS(KW)                                                                                   \
+    static void counts_##KW(const uint64_t *const rows[4], const uint64_t *p, int kw, uint16_t *dst)      \
+    {                                                                                                      \
+        (void)kw;                                                                                          \
+        uint16x8_t h[2];                                                                                   \
+        group_popcounts(rows, p, KW, h);                                                                   \
+        vst1q_u16(dst, h[0]);                                                                              \
+        vst1q_u16(dst + 8, h[1]);                                                                          \
+    }
+BFUSE_COUNTS(1)
+BFUSE_COUNTS(2)
+BFUSE_COUNTS(3)
+BFUSE_COUNTS(4)
+BFUSE_COUNTS(5)
+BFUSE_COUNTS(6)
+BFUSE_COUNTS(7)
+BFUSE_COUNTS(8)
+
+static void counts_any(const uint64_t *const rows[4], const uint64_t *p, int kw, uint16_t *dst)
 {
-    return r % 2 ? vmovl_high_u16(h[r / 2]) : vmovl_u16(vget_low_u16(h[r / 2]));
+    uint16x8_t h[2];
+    group_popcounts(rows, p, kw, h);
+    vst1q_u16(dst, h[0]);
+    vst1q_u16(dst + 8, h[1]);
 }
 
 /* The 4 sign bits of a mask vector (all-ones lanes), lane j -> bit j. */
@@ -136,6 +182,115 @@ static inline uint32_t signs4(uint32x4_t neg)
 {
     static const uint32_t weights[4] = {1, 2, 4, 8};
     return vaddvq_u32(vandq_u32(neg, vld1q_u32(weights)));
+}
+
+/* What the float form does, fixed per instantiation of the tile below so that no per-output test remains. */
+enum { F_SLOPE = 1, F_RES = 2, F_OUT = 4, F_BITS = 8, F_BASE = 16 };
+
+static int float_flags(const bifsmn_bout *o)
+{
+    return (o->slope ? F_SLOPE : 0) | (o->res ? F_RES : 0) | (o->out ? F_OUT : 0) | (o->bits ? F_BITS : 0) |
+           (o->base ? F_BASE : 0);
+}
+
+/* Row m's 4 outputs n..n+3 (all valid) of the float form from their dot products: the transform, stored as f says;
+   returns the sign masks. The multiply and the add stay two roundings, as in the reference. */
+static inline __attribute__((always_inline)) uint32x4_t transform(const bifsmn_bout *o, int f, int32x4_t dot, int m,
+                                                                  int n, float32x4_t scale, float32x4_t shift,
+                                                                  float32x4_t slope)
+{
+    const size_t at = (size_t)m * o->N + n;
+    const float32x4_t zero = vdupq_n_f32(0.0f);
+    float32x4_t v = vaddq_f32(vmulq_f32(vcvtq_f32_s32(dot), scale), shift);
+    if (f & F_SLOPE) /* FMAXNM/FMINNM: 0 for NaN, like the reference's comparisons */
+        v = vaddq_f32(vmaxnmq_f32(v, zero), vmulq_f32(slope, vminnmq_f32(v, zero)));
+    if (f & F_RES)
+        v = vaddq_f32(v, vld1q_f32(o->res + at));
+    if (f & F_OUT)
+        vst1q_f32(o->out + at, v);
+    return vcltzq_f32(v);
+}
+
+/* The same from popcounts: dot = base - 2 popcount. */
+static inline __attribute__((always_inline)) uint32x4_t float4(const bifsmn_bout *o, int f, uint16x4_t pc, int K,
+                                                               int m, int n, float32x4_t scale, float32x4_t shift,
+                                                               float32x4_t slope)
+{
+    const int32x4_t b = f & F_BASE ? vld1q_s32(o->base + (size_t)m * o->N + n) : vdupq_n_s32(K);
+    return transform(o, f, vsubq_s32(b, vreinterpretq_s32_u32(vshll_n_u16(pc, 1))), m, n, scale, shift, slope);
+}
+
+/* Each row's 16 sign bits from two vectors of weighted masks (rows 0-1 and 2-3, 4 lanes each): two pairwise adds
+   leave row r's bits in lane r. */
+static inline __attribute__((always_inline)) void store_rows(const bifsmn_bout *o, uint16x8_t acc01, uint16x8_t acc23,
+                                                             int mt, const size_t bit0[4], int n0)
+{
+    uint16x8_t b = vpaddq_u16(acc01, acc23);
+    b = vpaddq_u16(b, b);
+    bifsmn_put_bits(o->bits, bit0[0] + (size_t)n0, vgetq_lane_u16(b, 0), 16);
+    if (mt > 1)
+        bifsmn_put_bits(o->bits, bit0[1] + (size_t)n0, vgetq_lane_u16(b, 1), 16);
+    if (mt > 2)
+        bifsmn_put_bits(o->bits, bit0[2] + (size_t)n0, vgetq_lane_u16(b, 2), 16);
+    if (mt > 3)
+        bifsmn_put_bits(o->bits, bit0[3] + (size_t)n0, vgetq_lane_u16(b, 3), 16);
+}
+
+/* The float form of 4 rows (mt valid) x 16 outputs, all valid: group by group, the group's scale, shift and slopes
+   loaded once for its 4 rows; each row's sign masks narrowed to halfwords, weighted by their bit (4 g + j) and ORed
+   over the groups. */
+static inline __attribute__((always_inline)) void tile_float(const bifsmn_bout *o, int f,
+                                                             const uint64_t *const rows[4], const uint64_t *p, int kw,
+                                                             int K, int m0, int mt, const size_t bit0[4], int n0,
+                                                             const uint16x8_t wg[4])
+{
+    const int steps = (kw + 1) / 2;
+    uint16x8_t acc01 = vdupq_n_u16(0), acc23 = acc01;
+    for (int g = 0; g < 4; g++) {
+        uint16x8_t h[2];
+        group_popcounts(rows, p + (size_t)g * 8 * steps, kw, h);
+        const int n = n0 + 4 * g;
+        const float32x4_t scale = vld1q_f32(o->scale + n), shift = vld1q_f32(o->shift + n);
+        const float32x4_t slope = f & F_SLOPE ? vld1q_f32(o->slope + n) : scale;
+        const uint32x4_t r0 = float4(o, f, vget_low_u16(h[0]), K, m0, n, scale, shift, slope);
+        const uint32x4_t r1 = mt > 1 ? float4(o, f, vget_high_u16(h[0]), K, m0 + 1, n, scale, shift, slope) : r0;
+        const uint32x4_t r2 = mt > 2 ? float4(o, f, vget_low_u16(h[1]), K, m0 + 2, n, scale, shift, slope) : r0;
+        const uint32x4_t r3 = mt > 3 ? float4(o, f, vget_high_u16(h[1]), K, m0 + 3, n, scale, shift, slope) : r0;
+        if (f & F_BITS) {
+            acc01 = vorrq_u16(acc01, vandq_u16(vcombine_u16(vmovn_u32(r0), vmovn_u32(r1)), wg[g]));
+            acc23 = vorrq_u16(acc23, vandq_u16(vcombine_u16(vmovn_u32(r2), vmovn_u32(r3)), wg[g]));
+        }
+    }
+    if (f & F_BITS)
+        store_rows(o, acc01, acc23, mt, bit0, n0);
+}
+
+/* The threshold form of 4 rows (mt valid) x 16 outputs, all valid, for K < 32768: in halfwords. A group's counts
+   are compared with its thresholds narrowed to 16 bits, the masks weighted and ORed as in the float form. */
+static inline __attribute__((always_inline)) void tile_thr(const bifsmn_bout *o, const uint64_t *const rows[4],
+                                                           const uint64_t *p, int kw, int m0, int mt,
+                                                           const size_t bit0[4], int n0, const uint16x8_t wg[4])
+{
+    const int steps = (kw + 1) / 2;
+    uint16x8_t acc01 = vdupq_n_u16(0), acc23 = acc01;
+    for (int g = 0; g < 4; g++) {
+        uint16x8_t h[2];
+        group_popcounts(rows, p + (size_t)g * 8 * steps, kw, h);
+        const int32_t *t = o->thr + (size_t)m0 * o->thr_stride + n0 + 4 * g;
+        int16x8_t t01, t23;
+        if (o->thr_stride == 0) {
+            const int16x4_t t4 = vmovn_s32(vld1q_s32(t));
+            t01 = t23 = vcombine_s16(t4, t4);
+        } else { /* per row (a conv's padding correction); rows past mt repeat the last one */
+            const size_t s1 = (size_t)o->thr_stride * (mt > 1), s2 = (size_t)o->thr_stride * (mt > 2 ? 2 : mt - 1);
+            const size_t s3 = (size_t)o->thr_stride * (mt > 3 ? 3 : mt - 1);
+            t01 = vcombine_s16(vmovn_s32(vld1q_s32(t)), vmovn_s32(vld1q_s32(t + s1)));
+            t23 = vcombine_s16(vmovn_s32(vld1q_s32(t + s2)), vmovn_s32(vld1q_s32(t + s3)));
+        }
+        acc01 = vorrq_u16(acc01, vandq_u16(vcgtq_s16(vreinterpretq_s16_u16(h[0]), t01), wg[g]));
+        acc23 = vorrq_u16(acc23, vandq_u16(vcgtq_s16(vreinterpretq_s16_u16(h[1]), t23), wg[g]));
+    }
+    store_rows(o, acc01, acc23, mt, bit0, n0);
 }
 
 /* Output transform of 4 outputs n..n+3 of row m (nv of them valid) from their dot products; returns their
@@ -197,83 +352,19 @@ static inline int32x4_t dots(const bifsmn_bout *o, int m, int n, int nv, int K, 
     return vmlsq_n_s32(base, vreinterpretq_s32_u32(pc), 2);
 }
 
-/* The transform of outputs n..n+3 of row m, all valid: v = scale * dot + shift, PReLU, + res; stored when o->out. */
-static inline __attribute__((always_inline)) uint32x4_t transform4(const bifsmn_bout *o, int m, int n, int32x4_t dot,
-                                                                   float32x4_t scale, float32x4_t shift,
-                                                                   float32x4_t slope)
-{
-    const float32x4_t zero = vdupq_n_f32(0.0f);
-    float32x4_t v = vaddq_f32(vmulq_f32(vcvtq_f32_s32(dot), scale), shift);
-    if (o->slope) /* FMAXNM/FMINNM: 0 for NaN, like the reference's comparisons */
-        v = vaddq_f32(vmaxnmq_f32(v, zero), vmulq_f32(slope, vminnmq_f32(v, zero)));
-    const size_t at = (size_t)m * o->N + n;
-    if (o->res)
-        v = vaddq_f32(v, vld1q_f32(o->res + at));
-    if (o->out)
-        vst1q_f32(o->out + at, v);
-    return vcltzq_f32(v);
-}
-
-/* Row m's 16 outputs n0..n0+15 from their popcounts (pc[g]: outputs n0 + 4 g..): the sign bits (threshold form),
-   or the transform and its sign bits (float form). */
-static inline __attribute__((always_inline)) void finish16(const bifsmn_bout *o, const uint32x4_t pc[4], int K, int m,
-                                                           size_t bit0, int n0, uint8x16_t weights)
-{
-    uint32x4_t neg[4];
-    if (o->thr) {
-        const int32x4x4_t t = vld1q_s32_x4(o->thr + (size_t)m * o->thr_stride + n0);
-        for (int g = 0; g < 4; g++)
-            neg[g] = vcgtq_s32(vreinterpretq_s32_u32(pc[g]), t.val[g]);
-    } else {
-        const int32_t *base = o->base ? o->base + (size_t)m * o->N + n0 : NULL;
-        for (int g = 0; g < 4; g++) {
-            const int32x4_t b = base ? vld1q_s32(base + 4 * g) : vdupq_n_s32(K);
-            const int32x4_t dot = vsubq_s32(b, vreinterpretq_s32_u32(vshlq_n_u32(pc[g], 1)));
-            neg[g] = transform4(o, m, n0 + 4 * g, dot, vld1q_f32(o->scale + n0 + 4 * g),
-                                vld1q_f32(o->shift + n0 + 4 * g),
-                                o->slope ? vld1q_f32(o->slope + n0 + 4 * g) : vdupq_n_f32(0.0f));
-        }
-        if (!o->bits)
-            return;
-    }
-    bifsmn_put_bits(o->bits, bit0 + (size_t)n0, bifsmn_neon_signs16(neg, weights), 16);
-}
-
-/* 4 rows (mt valid) x 16 outputs n0..n0+15, all valid. The popcounts of the 4 groups go through a small buffer
-   (one store per group, one load per row and group): the transform then runs row by row on few live registers,
-   where keeping the 16 vectors in registers made the compiler spill the counting loop. */
-static inline __attribute__((always_inline)) void tile16(const bifsmn_bout *o, const uint64_t *const rows[4],
-                                                         const uint64_t *p, int kw, int K, int m0, int mt,
-                                                         const size_t bit0[4], int n0, uint8x16_t weights)
+/* Any form, nv <= 16 outputs n0.. of 4 rows: one group of 4 at a time, every option tested per output. For the
+   last outputs of a row and the combinations no specialised tile covers. */
+static void tile_any(const bifsmn_bout *o, counts_fn counts, const uint64_t *const rows[4], const uint64_t *p,
+                     int kw, int K, int m0, int mt, const size_t bit0[4], int n0, int nv)
 {
     const int steps = (kw + 1) / 2;
-    uint16_t counts[4][16]; /* [group][row * 4 + output] */
-    for (int g = 0; g < 4; g++) {
-        uint16x8_t h[2];
-        group_popcounts(rows, p + (size_t)g * 8 * steps, kw, h);
-        vst1q_u16(counts[g], h[0]);
-        vst1q_u16(counts[g] + 8, h[1]);
-    }
-    for (int r = 0; r < mt; r++) {
-        uint32x4_t pc[4];
-        for (int g = 0; g < 4; g++)
-            pc[g] = vmovl_u16(vld1_u16(counts[g] + 4 * r));
-        finish16(o, pc, K, m0 + r, bit0[r], n0, weights);
-    }
-}
-
-/* The last outputs n0..N-1 (fewer than 16) of 4 rows, one group of 4 at a time. */
-static void tile_tail(const bifsmn_bout *o, const uint64_t *const rows[4], const uint64_t *p, int kw, int K, int m0,
-                      int mt, const size_t bit0[4], int n0)
-{
-    const int steps = (kw + 1) / 2, nv = o->N - n0;
     uint32_t bits[4] = {0, 0, 0, 0};
     for (int g = 0; 4 * g < nv; g++) {
-        uint16x8_t h[2];
-        group_popcounts(rows, p + (size_t)g * 8 * steps, kw, h);
+        uint16_t pc16[16];
+        counts(rows, p + (size_t)g * 8 * steps, kw, pc16);
         const int n = n0 + 4 * g, gv = nv - 4 * g < 4 ? nv - 4 * g : 4;
         for (int r = 0; r < mt; r++) {
-            const uint32x4_t pc = row_counts(h, r);
+            const uint32x4_t pc = vmovl_u16(vld1_u16(pc16 + 4 * r));
             bits[r] |= (o->thr ? finish_thr(o, m0 + r, n, gv, pc)
                                : finish_float(o, m0 + r, n, gv, dots(o, m0 + r, n, gv, K, pc)))
                        << (4 * g);
@@ -283,12 +374,15 @@ static void tile_tail(const bifsmn_bout *o, const uint64_t *const rows[4], const
         bifsmn_put_bits(o->bits, bit0[r] + (size_t)n0, bits[r] & ((1u << nv) - 1), nv);
 }
 
-static inline __attribute__((always_inline)) void gemm(const uint64_t *a, const uint64_t *panel, int M, int K,
-                                                       const bifsmn_bout *out, int kw)
+/* All tiles of a call in one form: 0 = threshold, > 0 = float flags, < 0 = the general tile everywhere; KW the
+   packed depth when it is a constant (the counting unrolls into the tiles), else 0. */
+static inline __attribute__((always_inline)) void gemm(const bifsmn_bout *o, int form, int KW, counts_fn counts,
+                                                       const uint64_t *a, const uint64_t *panel, int M, int K)
 {
-    const uint8x16_t weights = bifsmn_neon_bit_weights();
-    const bifsmn_bout o = *out;
-    const int N = o.N, steps = (kw + 1) / 2;
+    static const uint16_t bit_of[8] = {1, 2, 4, 8, 1, 2, 4, 8};
+    const uint16x8_t wg[4] = {vld1q_u16(bit_of), vshlq_n_u16(vld1q_u16(bit_of), 4), vshlq_n_u16(vld1q_u16(bit_of), 8),
+                              vshlq_n_u16(vld1q_u16(bit_of), 12)};
+    const int kw = KW ? KW : (K + 63) / 64, steps = (kw + 1) / 2, N = o->N;
     for (int m0 = 0; m0 < M; m0 += 4) {
         /* Rows past M repeat the last one: computed, never stored. */
         const int mt = M - m0 < 4 ? M - m0 : 4;
@@ -296,93 +390,174 @@ static inline __attribute__((always_inline)) void gemm(const uint64_t *a, const 
         size_t bit0[4];
         for (int r = 0; r < 4; r++) {
             rows[r] = a + (size_t)(m0 + (r < mt ? r : mt - 1)) * kw;
-            bit0[r] = o.bits && r < mt ? bifsmn_bout_bit(&o, m0 + r) : 0;
+            bit0[r] = o->bits && r < mt ? bifsmn_bout_bit(o, m0 + r) : 0;
         }
         int n0 = 0;
-        for (; n0 + 16 <= N; n0 += 16)
-            tile16(&o, rows, panel + (size_t)n0 / 4 * 8 * steps, kw, K, m0, mt, bit0, n0, weights);
+        for (; n0 + 16 <= N; n0 += 16) {
+            const uint64_t *p = panel + (size_t)n0 / 4 * 8 * steps;
+            if (form == 0)
+                tile_thr(o, rows, p, kw, m0, mt, bit0, n0, wg);
+            else if (form > 0)
+                tile_float(o, form, rows, p, kw, K, m0, mt, bit0, n0, wg);
+            else
+                tile_any(o, counts, rows, p, kw, K, m0, mt, bit0, n0, 16);
+        }
         if (n0 < N)
-            tile_tail(&o, rows, panel + (size_t)n0 / 4 * 8 * steps, kw, K, m0, mt, bit0, n0);
+            tile_any(o, counts, rows, panel + (size_t)n0 / 4 * 8 * steps, kw, K, m0, mt, bit0, n0, N - n0);
     }
 }
 
-/* One kernel per packed depth up to 8 words (K <= 512, every layer of a D-FSMN), so that the steps unroll and the
-   reduction is fixed at compile time; deeper layers take the general loop. */
-void bifsmn_bgemm_fused_neon(const uint64_t *a, const uint64_t *panel, int M, int K, const bifsmn_bout *o,
+/* The forms of a D-FSMN get their own tiles: thresholds (conv2, expand), PReLU + floats + bits (fc1), and the
+   blocks' residual ones with and without bits; anything else the general tile. */
+static inline __attribute__((always_inline)) void gemm_forms(const bifsmn_bout *o, int KW, counts_fn counts,
+                                                             const uint64_t *a, const uint64_t *panel, int M, int K)
+{
+    const int f = float_flags(o);
+    if (o->thr)
+        gemm(o, K < 32768 ? 0 : -1, KW, counts, a, panel, M, K);
+    else if (f == (F_SLOPE | F_RES | F_OUT | F_BITS))
+        gemm(o, F_SLOPE | F_RES | F_OUT | F_BITS, KW, counts, a, panel, M, K);
+    else if (f == (F_SLOPE | F_RES | F_OUT))
+        gemm(o, F_SLOPE | F_RES | F_OUT, KW, counts, a, panel, M, K);
+    else if (f == (F_SLOPE | F_OUT | F_BITS))
+        gemm(o, F_SLOPE | F_OUT | F_BITS, KW, counts, a, panel, M, K);
+    else
+        gemm(o, -1, KW, counts, a, panel, M, K);
+}
+
+/* One kernel per packed depth up to 8 words (every layer of a D-FSMN): the counting unrolls and its reduction is
+   fixed at compile time. */
+typedef void (*gemm_fn)(const bifsmn_bout *o, const uint64_t *a, const uint64_t *panel, int M, int K);
+#define BFUSE_GEMM(KW)                                                                                      \
+    static void gemm_##KW(const bifsmn_bout *o, const uint64_t *a, const uint64_t *panel, int M, int K)    \
+    {                                                                                                       \
+        gemm_forms(o, KW, counts_##KW, a, panel, M, K);                                                     \
+    }
+BFUSE_GEMM(1)
+BFUSE_GEMM(2)
+BFUSE_GEMM(3)
+BFUSE_GEMM(4)
+BFUSE_GEMM(5)
+BFUSE_GEMM(6)
+BFUSE_GEMM(7)
+BFUSE_GEMM(8)
+
+static void gemm_any(const bifsmn_bout *o, const uint64_t *a, const uint64_t *panel, int M, int K)
+{
+    gemm_forms(o, 0, counts_any, a, panel, M, K);
+}
+
+void bifsmn_bgemm_fused_neon(const uint64_t *a, const uint64_t *panel, int M, int K, const bifsmn_bout *out,
                              void *scratch)
 {
-    (void)scratch;
-    switch ((K + 63) / 64) {
-    case 1: gemm(a, panel, M, K, o, 1); break;
-    case 2: gemm(a, panel, M, K, o, 2); break;
-    case 3: gemm(a, panel, M, K, o, 3); break;
-    case 4: gemm(a, panel, M, K, o, 4); break;
-    case 5: gemm(a, panel, M, K, o, 5); break;
-    case 6: gemm(a, panel, M, K, o, 6); break;
-    case 7: gemm(a, panel, M, K, o, 7); break;
-    case 8: gemm(a, panel, M, K, o, 8); break;
-    default: gemm(a, panel, M, K, o, (K + 63) / 64); break;
+    static const gemm_fn by_depth[9] = {gemm_any, gemm_1, gemm_2, gemm_3, gemm_4, gemm_5, gemm_6, gemm_7, gemm_8};
+    if (K > NEON_MAX_K) { /* popcounts past 16 bits */
+        bifsmn_bgemm_fused_ref(a, panel, M, K, out, scratch);
+        return;
+    }
+    const bifsmn_bout o = *out;
+    const int kw = (K + 63) / 64;
+    (kw <= 8 ? by_depth[kw] : gemm_any)(&o, a, panel, M, K);
+}
+
+/* The depthwise conv in one form: f the float flags of a specialised instantiation or -1 (every option tested), and
+   TAPS the tap count when it is a constant up to 8 (the weights then stay in registers across the time steps) or 0.
+   xs holds pad_left zero rows, the T input rows, then zero rows: every tap is read unconditionally, and a padded
+   tap's contribution (a zero row disagrees with a -1 weight) is taken back at the few border time steps. */
+static inline __attribute__((always_inline)) void dwconv(const bifsmn_bout *o, int f, int TAPS, const uint8_t *xs,
+                                                         const uint8_t *wneg, int T, int taps, int dilation,
+                                                         int pad_left)
+{
+    const uint8x16_t weights = bifsmn_neon_bit_weights();
+    const int C = o->N, stride = (C + 63) / 64 * 64;
+    if (TAPS)
+        taps = TAPS;
+    for (int c0 = 0; c0 < C; c0 += 16) {
+        const int nv = C - c0 < 16 ? C - c0 : 16;
+        float32x4_t scale[4], shift[4], slope[4];
+        for (int g = 0; g < 4; g++) {
+            scale[g] = vld1q_f32(o->scale + c0 + 4 * g);
+            shift[g] = vld1q_f32(o->shift + c0 + 4 * g);
+            slope[g] = o->slope ? vld1q_f32(o->slope + c0 + 4 * g) : scale[g];
+        }
+        uint8x16_t w[8];
+        for (int k = 0; k < (TAPS ? TAPS : 0); k++)
+            w[k] = vld1q_u8(wneg + (size_t)k * stride + c0);
+        /* Channels outer, time inner: the weights and the transform parameters stay in registers. */
+        for (int t = 0; t < T; t++) {
+            const uint8_t *xt = xs + (size_t)t * stride + c0;
+            uint8x16_t dis = vdupq_n_u8(0); /* taps where input and weight signs differ */
+            for (int k = 0; k < taps; k++)
+                dis = vsubq_u8(dis, veorq_u8(vld1q_u8(xt + (size_t)k * dilation * stride),
+                                             TAPS ? w[k] : vld1q_u8(wneg + (size_t)k * stride + c0)));
+            int valid = taps;
+            if (t < pad_left || t + (taps - 1) * dilation - pad_left >= T) /* a border: padded taps */
+                for (int k = 0; k < taps; k++) {
+                    const int ti = t + k * dilation - pad_left;
+                    if (ti < 0 || ti >= T) {
+                        dis = vaddq_u8(dis, TAPS ? w[k] : vld1q_u8(wneg + (size_t)k * stride + c0));
+                        valid--;
+                    }
+                }
+            const int8x16_t dot = vsubq_s8(vdupq_n_s8((int8_t)valid), vreinterpretq_s8_u8(vaddq_u8(dis, dis)));
+            const int16x8_t lo = vmovl_s8(vget_low_s8(dot)), hi = vmovl_high_s8(dot);
+            const int32x4_t d[4] = {vmovl_s16(vget_low_s16(lo)), vmovl_high_s16(lo), vmovl_s16(vget_low_s16(hi)),
+                                    vmovl_high_s16(hi)};
+            const size_t bit0 = o->bits ? bifsmn_bout_bit(o, t) + (size_t)c0 : 0;
+            if (f >= 0 && nv == 16) {
+                uint32x4_t neg[4];
+                for (int g = 0; g < 4; g++)
+                    neg[g] = transform(o, f, d[g], t, c0 + 4 * g, scale[g], shift[g], slope[g]);
+                if (f & F_BITS)
+                    bifsmn_put_bits(o->bits, bit0, bifsmn_neon_signs16(neg, weights), 16);
+            } else {
+                uint32_t bits = 0;
+                for (int g = 0; 4 * g < nv; g++)
+                    bits |= finish_float(o, t, c0 + 4 * g, nv - 4 * g < 4 ? nv - 4 * g : 4, d[g]) << (4 * g);
+                if (o->bits)
+                    bifsmn_put_bits(o->bits, bit0, bits & ((1u << nv) - 1), nv);
+            }
+        }
     }
 }
 
 void bifsmn_bdwconv_neon(const uint64_t *x, const uint8_t *wneg, int T, int taps, int dilation, int pad_left,
                          const bifsmn_bout *out, void *scratch)
 {
-    if (taps > 127) { /* the byte counts below hold up to 127 taps */
+    const int span = (taps - 1) * dilation;
+    if (taps > 127 || span > BIFSMN_BDWCONV_PAD_SPAN) { /* byte counts hold 127 taps; see BIFSMN_BDWCONV_SCRATCH */
         bifsmn_bdwconv_ref(x, wneg, T, taps, dilation, pad_left, out, scratch);
         return;
     }
     static const uint8_t spread_idx[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
     const uint8x16_t spread = vld1q_u8(spread_idx), weights = bifsmn_neon_bit_weights();
     const bifsmn_bout o = *out;
-    const int C = o.N, cw = (C + 63) / 64, stride = cw * 64;
-    uint8_t *xs = scratch; /* T x stride bytes, 0xff where the input is -1 */
+    const int cw = (o.N + 63) / 64, stride = cw * 64;
+    uint8_t *xs = scratch; /* pad_left zero rows, T rows of 0xff where the input is -1, span - pad_left zero rows */
+    memset(xs, 0, (size_t)pad_left * stride);
+    memset(xs + (size_t)(pad_left + T) * stride, 0, (size_t)(span - pad_left) * stride);
     for (int t = 0; t < T; t++) {
         const uint8_t *src = (const uint8_t *)(x + (size_t)t * cw);
+        uint8_t *dst = xs + (size_t)(t + pad_left) * stride;
         for (int j = 0; j < 8 * cw; j += 2) {
             const uint16x8_t v = vdupq_n_u16((uint16_t)(src[j] | src[j + 1] << 8));
-            vst1q_u8(xs + (size_t)t * stride + 8 * j, vtstq_u8(vqtbl1q_u8(vreinterpretq_u8_u16(v), spread), weights));
+            vst1q_u8(dst + 8 * j, vtstq_u8(vqtbl1q_u8(vreinterpretq_u8_u16(v), spread), weights));
         }
     }
-    /* Channels outer, time inner: a group's transform parameters stay in registers across the time steps. */
-    for (int c0 = 0; c0 < C; c0 += 16) {
-        const int nv = C - c0 < 16 ? C - c0 : 16;
-        float32x4_t scale[4], shift[4], slope[4];
-        for (int g = 0; g < 4; g++) {
-            scale[g] = vld1q_f32(o.scale + c0 + 4 * g);
-            shift[g] = vld1q_f32(o.shift + c0 + 4 * g);
-            slope[g] = o.slope ? vld1q_f32(o.slope + c0 + 4 * g) : scale[g];
-        }
-        for (int t = 0; t < T; t++) {
-            /* the in-range taps k0..k1-1: 0 <= t + k * dilation - pad_left < T */
-            const int first = pad_left - t, last = T - 1 - t + pad_left;
-            const int k0 = first > 0 ? (first + dilation - 1) / dilation : 0;
-            const int k1 = last < 0 ? 0 : (last / dilation + 1 < taps ? last / dilation + 1 : taps);
-            uint8x16_t dis = vdupq_n_u8(0); /* taps where input and weight signs differ */
-            for (int k = k0; k < k1; k++) {
-                const uint8x16_t xv = vld1q_u8(xs + (size_t)(t + k * dilation - pad_left) * stride + c0);
-                dis = vsubq_u8(dis, veorq_u8(xv, vld1q_u8(wneg + (size_t)k * stride + c0)));
-            }
-            const int valid = k1 > k0 ? k1 - k0 : 0;
-            const int8x16_t dot = vsubq_s8(vdupq_n_s8((int8_t)valid), vreinterpretq_s8_u8(vaddq_u8(dis, dis)));
-            const int16x8_t lo = vmovl_s8(vget_low_s8(dot)), hi = vmovl_high_s8(dot);
-            const int32x4_t d[4] = {vmovl_s16(vget_low_s16(lo)), vmovl_high_s16(lo), vmovl_s16(vget_low_s16(hi)),
-                                    vmovl_high_s16(hi)};
-            const size_t bit0 = o.bits ? bifsmn_bout_bit(&o, t) + (size_t)c0 : 0;
-            if (nv == 16) {
-                uint32x4_t neg[4];
-                for (int g = 0; g < 4; g++)
-                    neg[g] = transform4(&o, t, c0 + 4 * g, d[g], scale[g], shift[g], slope[g]);
-                if (o.bits)
-                    bifsmn_put_bits(o.bits, bit0, bifsmn_neon_signs16(neg, weights), 16);
-            } else {
-                uint32_t bits = 0;
-                for (int g = 0; 4 * g < nv; g++)
-                    bits |= finish_float(&o, t, c0 + 4 * g, nv - 4 * g < 4 ? nv - 4 * g : 4, d[g]) << (4 * g);
-                if (o.bits)
-                    bifsmn_put_bits(o.bits, bit0, bits & ((1u << nv) - 1), nv);
-            }
-        }
+    /* A D-FSMN memory block (PReLU, its input as the residual, floats and bits) with 1 to 8 taps gets its own
+       instantiation; anything else the general one. */
+    const int dfsmn = float_flags(&o) == (F_SLOPE | F_RES | F_OUT | F_BITS);
+    const int f = F_SLOPE | F_RES | F_OUT | F_BITS;
+    switch (dfsmn ? taps : 0) {
+    case 1: dwconv(&o, f, 1, xs, wneg, T, taps, dilation, pad_left); break;
+    case 2: dwconv(&o, f, 2, xs, wneg, T, taps, dilation, pad_left); break;
+    case 3: dwconv(&o, f, 3, xs, wneg, T, taps, dilation, pad_left); break;
+    case 4: dwconv(&o, f, 4, xs, wneg, T, taps, dilation, pad_left); break;
+    case 5: dwconv(&o, f, 5, xs, wneg, T, taps, dilation, pad_left); break;
+    case 6: dwconv(&o, f, 6, xs, wneg, T, taps, dilation, pad_left); break;
+    case 7: dwconv(&o, f, 7, xs, wneg, T, taps, dilation, pad_left); break;
+    case 8: dwconv(&o, f, 8, xs, wneg, T, taps, dilation, pad_left); break;
+    default: dwconv(&o, -1, 0, xs, wneg, T, taps, dilation, pad_left); break;
     }
 }
 

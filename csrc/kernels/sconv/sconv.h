@@ -34,8 +34,8 @@ typedef struct {
     int stride;             /* words per packed row */
 } bifsmn_sconv_out;
 
-/* Offsets in x, relative to the first input of an output tile, of the kw * kh taps in panel order; 0 when there are
-   more than SCONV_MAX_TAPS (the optimised kernels then run the reference). */
+/* Byte offsets in x, relative to the first input of an output tile, of the kw * kh taps in panel order; 0 when
+   there are more than SCONV_MAX_TAPS (the optimised kernels then run the reference). */
 #define SCONV_MAX_TAPS 64
 static inline int bifsmn_sconv_offsets(const bifsmn_sconv_out *o, ptrdiff_t *off)
 {
@@ -43,7 +43,7 @@ static inline int bifsmn_sconv_offsets(const bifsmn_sconv_out *o, ptrdiff_t *off
         return 0;
     for (int kx = 0; kx < o->kw; kx++)
         for (int ky = 0; ky < o->kh; ky++)
-            off[kx * o->kh + ky] = (kx * o->sh + ky % o->sh) * o->hq + ky / o->sh;
+            off[kx * o->kh + ky] = (ptrdiff_t)sizeof(float) * ((kx * o->sh + ky % o->sh) * o->hq + ky / o->sh);
     return 1;
 }
 

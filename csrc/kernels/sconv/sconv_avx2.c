@@ -41,7 +41,7 @@ void bifsmn_sconv1_avx2(const float *x, const float *panel, const float *bias, c
                 const float *xt = x + (size_t)ow * o.sw * o.sh * o.hq + oh0;
                 const float *w = panel + n0;
                 for (int t = 0; t < taps; t++, w += np) {
-                    const float *xr = xt + off[t];
+                    const float *xr = (const float *)((const char *)xt + off[t]);
                     const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
                     for (int p = 0; p < TILE_P; p++) {
                         const __m256 xb = _mm256_broadcast_ss(xr + p);

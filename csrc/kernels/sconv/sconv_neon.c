@@ -60,7 +60,7 @@ void bifsmn_sconv1_neon(const float *x, const float *panel, const float *bias, c
                 const float *xt = x + (size_t)ow * o.sw * o.sh * o.hq + oh0;
                 const float *w = panel + n0;
                 for (int t = 0; t < taps; t++, w += np) {
-                    const float32x4_t xv = vld1q_f32(xt + off[t]);
+                    const float32x4_t xv = vld1q_f32((const float *)((const char *)xt + off[t]));
                     const float32x4x4_t wv = vld1q_f32_x4(w);
                     for (int g = 0; g < 4; g++) {
                         acc[0][g] = vfmaq_laneq_f32(acc[0][g], wv.val[g], xv, 0);
