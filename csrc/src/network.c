@@ -169,24 +169,37 @@ int bifsmn_im2col_copies(const bifsmn_op *op, bifsmn_copy *copies)
     return n;
 }
 
-/* The byte-run im2col: a few bytes per run, copied in words (no call to memcpy for a 10-byte copy). */
+/* n bytes as two overlapping words (or halves, or bytes): no call to memcpy for a 10-byte copy, and nothing written
+   outside the run. */
+static void copy_run(unsigned char *d, const unsigned char *s, uint32_t n)
+{
+    if (n >= 8) {
+        uint64_t v;
+        for (uint32_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&v, s + i, 8);
+            memcpy(d + i, &v, 8);
+        }
+        memcpy(&v, s + n - 8, 8);
+        memcpy(d + n - 8, &v, 8);
+    } else if (n >= 4) {
+        uint32_t v, u;
+        memcpy(&v, s, 4);
+        memcpy(&u, s + n - 4, 4);
+        memcpy(d, &v, 4);
+        memcpy(d + n - 4, &u, 4);
+    } else {
+        for (uint32_t i = 0; i < n; i++)
+            d[i] = s[i];
+    }
+}
+
+/* The byte-run im2col. */
 static void im2col_copy(const bifsmn_op *op, const uint64_t *in_rows, uint64_t *rows)
 {
     const unsigned char *src = (const unsigned char *)in_rows;
     unsigned char *dst = (unsigned char *)rows;
-    for (int i = 0; i < op->num_copies; i++) {
-        const bifsmn_copy *cp = &op->copies[i];
-        const unsigned char *s = src + cp->src;
-        unsigned char *d = dst + cp->dst;
-        uint32_t n = cp->len;
-        for (; n >= 8; n -= 8, s += 8, d += 8) {
-            uint64_t v;
-            memcpy(&v, s, 8);
-            memcpy(d, &v, 8);
-        }
-        for (; n; n--)
-            *d++ = *s++;
-    }
+    for (int i = 0; i < op->num_copies; i++)
+        copy_run(dst + op->copies[i].dst, src + op->copies[i].src, op->copies[i].len);
 }
 
 static void dwconv_float(const bifsmn_op *op, const float *in, float *out)

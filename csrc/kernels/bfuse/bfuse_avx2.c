@@ -6,8 +6,7 @@
    activations' once per call into broadcast vectors in the scratch - so that a step is xor, xor, pshufb,
    pshufb, add, add: six operations for 256 bit-MACs, against eight when each step splits its own nibbles.
    Byte counts accumulate for up to 31 steps (8 per byte per step), then two multiply-adds with ones sum each
-   32-bit lane's 4 bytes: the 8 popcounts in channel order, one accumulator per row (few enough to stay in
-   registers for 4 rows).
+   32-bit lane's 4 bytes: the 8 popcounts in channel order, one accumulator per row (8 rows stay in registers).
 
    Depthwise conv: the input signs are expanded once to bytes (0xff = -1) and XORed with the weight bytes, 32
    channels per operation; the byte counts widen to 8 int32 lanes for the shared output transform. */
@@ -17,7 +16,7 @@
 #include "bfuse.h"
 #include "bfuse_x86.h"
 
-#define TILE_M 6
+#define TILE_M 8
 #define CHUNK 31 /* 32-bit steps per byte-count chunk */
 
 static const uint32_t LOW_NIBBLES = 0x0f0f0f0fu;
@@ -62,63 +61,96 @@ static inline __m256i lane_sums(__m256i bytes)
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
-/* mt rows x one group of 8 outputs (nv valid), popcounts then the output transform. */
+/* 8 rows (mt valid; the others repeat the last one, computed and never stored) x one group of 8 outputs (nv valid):
+   popcounts, then the output transform row by row. */
 static inline __attribute__((always_inline)) void tile(const __m256i *abuf, const __m256i *p, int steps, int K,
-                                                       int mt, int m0, int n0, int nv, const size_t *bit0,
-                                                       const bifsmn_bout *o)
+                                                       int m0, int mt, int n0, int nv, const size_t *bit0,
+                                                       const bifsmn_bout *o, int form)
 {
     const __m256i zero = _mm256_setzero_si256();
     __m256i acc[TILE_M], pc[TILE_M];
-    for (int r = 0; r < mt; r++)
+    for (int r = 0; r < TILE_M; r++)
         acc[r] = zero;
     if (steps <= CHUNK) {
-        count_steps(abuf, p, steps, mt, 0, steps, acc);
-        for (int r = 0; r < mt; r++)
+        count_steps(abuf, p, steps, TILE_M, 0, steps, acc);
+        for (int r = 0; r < TILE_M; r++)
             pc[r] = lane_sums(acc[r]);
     } else {
-        for (int r = 0; r < mt; r++)
+        for (int r = 0; r < TILE_M; r++)
             pc[r] = zero;
         for (int j0 = 0; j0 < steps; j0 += CHUNK) {
-            for (int r = 0; r < mt; r++)
+            for (int r = 0; r < TILE_M; r++)
                 acc[r] = zero;
-            count_steps(abuf, p, steps, mt, j0, steps - j0 < CHUNK ? steps : j0 + CHUNK, acc);
-            for (int r = 0; r < mt; r++)
+            count_steps(abuf, p, steps, TILE_M, j0, steps - j0 < CHUNK ? steps : j0 + CHUNK, acc);
+            for (int r = 0; r < TILE_M; r++)
                 pc[r] = _mm256_add_epi32(pc[r], lane_sums(acc[r]));
         }
     }
-    for (int r = 0; r < mt; r++)
-        bfuse_x86_finish(o, m0 + r, n0, nv, bit0[r], K, pc[r]);
+    if (form != X86_ANY && mt == TILE_M && nv == 8) { /* the form's own code, rows unrolled */
+        for (int r = 0; r < TILE_M; r++)
+            bfuse_x86_finish8(o, form, m0 + r, n0, bit0[r], K, pc[r]);
+        return;
+    }
+    for (int r = 0; r < TILE_M; r++) /* a constant bound: pc stays in registers */
+        if (r < mt)
+            bfuse_x86_finish(o, m0 + r, n0, nv, bit0[r], K, pc[r]);
 }
 
+/* The whole GEMM for a packed depth of STEPS 32-bit steps when it is a constant (the counting unrolls), else 0, in
+   one output form (bfuse_x86_form; X86_ANY for the general code). The fixed forms need every packed output row to
+   start on a byte (bfuse_x86_aligned). */
+static inline __attribute__((always_inline)) void gemm(const uint64_t *a, const uint64_t *panel, int M, int K,
+                                                       const bifsmn_bout *o, __m256i *abuf, int STEPS, int form)
+{
+    const int kw = (K + 63) / 64, steps = STEPS ? STEPS : 2 * kw, N = o->N;
+    for (int m0 = 0; m0 < M; m0 += TILE_M) {
+        const int mt = M - m0 < TILE_M ? M - m0 : TILE_M;
+        size_t bit0[TILE_M];
+        bfuse_x86_rows(o, m0, mt, bit0);
+        /* TILE_M rows x steps x (lo, hi) broadcasts */
+        for (int r = 0; r < TILE_M; r++)
+            for (int j = 0; j < steps; j++) {
+                const uint32_t v = (uint32_t)(a[(size_t)(m0 + (r < mt ? r : mt - 1)) * kw + j / 2] >> (32 * (j % 2)));
+                abuf[((size_t)r * steps + j) * 2] = _mm256_set1_epi32((int)(v & LOW_NIBBLES));
+                abuf[((size_t)r * steps + j) * 2 + 1] = _mm256_set1_epi32((int)((v >> 4) & LOW_NIBBLES));
+            }
+        for (int n0 = 0; n0 < N; n0 += 8)
+            tile(abuf, (const __m256i *)panel + (size_t)n0 / 8 * steps * 2, steps, K, m0, mt, n0,
+                 N - n0 < 8 ? N - n0 : 8, bit0, o, form);
+    }
+}
+
+/* The output forms of a D-FSMN get their own code: thresholds (conv2, expand), PReLU + floats + bits (fc1), and the
+   blocks' residual ones with and without bits; anything else the general code. */
+static inline __attribute__((always_inline)) void gemm_forms(const uint64_t *a, const uint64_t *panel, int M, int K,
+                                                             const bifsmn_bout *o, __m256i *abuf, int STEPS)
+{
+    switch (bfuse_x86_aligned(o) ? bfuse_x86_form(o) : X86_ANY) {
+    case X86_THR: gemm(a, panel, M, K, o, abuf, STEPS, X86_THR); break;
+    case X86_SLOPE | X86_RES | X86_OUT | X86_BITS:
+        gemm(a, panel, M, K, o, abuf, STEPS, X86_SLOPE | X86_RES | X86_OUT | X86_BITS);
+        break;
+    case X86_SLOPE | X86_RES | X86_OUT: gemm(a, panel, M, K, o, abuf, STEPS, X86_SLOPE | X86_RES | X86_OUT); break;
+    case X86_SLOPE | X86_OUT | X86_BITS: gemm(a, panel, M, K, o, abuf, STEPS, X86_SLOPE | X86_OUT | X86_BITS); break;
+    default: gemm(a, panel, M, K, o, abuf, STEPS, X86_ANY); break;
+    }
+}
+
+/* One kernel per packed depth up to 8 words (every layer of a D-FSMN), so that the counting unrolls. */
 void bifsmn_bgemm_fused_avx2(const uint64_t *a, const uint64_t *panel, int M, int K, const bifsmn_bout *out,
                              void *scratch)
 {
     const bifsmn_bout o = *out;
-    const int kw = (K + 63) / 64, steps = 2 * kw, N = o.N;
-    __m256i *abuf = scratch; /* TILE_M rows x steps x (lo, hi) broadcasts */
-    for (int m0 = 0; m0 < M; m0 += TILE_M) {
-        const int mt = M - m0 < TILE_M ? M - m0 : TILE_M;
-        size_t bit0[TILE_M];
-        bfuse_x86_rows(&o, m0, mt, bit0);
-        for (int r = 0; r < mt; r++)
-            for (int j = 0; j < steps; j++) {
-                const uint32_t v = (uint32_t)(a[(size_t)(m0 + r) * kw + j / 2] >> (32 * (j % 2)));
-                abuf[((size_t)r * steps + j) * 2] = _mm256_set1_epi32((int)(v & LOW_NIBBLES));
-                abuf[((size_t)r * steps + j) * 2 + 1] = _mm256_set1_epi32((int)((v >> 4) & LOW_NIBBLES));
-            }
-        for (int n0 = 0; n0 < N; n0 += 8) {
-            const int nv = N - n0 < 8 ? N - n0 : 8;
-            const __m256i *p = (const __m256i *)panel + (size_t)n0 / 8 * steps * 2;
-            /* Constant row counts let the compiler keep the accumulators in registers. */
-            switch (mt) {
-            case 6: tile(abuf, p, steps, K, 6, m0, n0, nv, bit0, &o); break;
-            case 5: tile(abuf, p, steps, K, 5, m0, n0, nv, bit0, &o); break;
-            case 4: tile(abuf, p, steps, K, 4, m0, n0, nv, bit0, &o); break;
-            case 3: tile(abuf, p, steps, K, 3, m0, n0, nv, bit0, &o); break;
-            case 2: tile(abuf, p, steps, K, 2, m0, n0, nv, bit0, &o); break;
-            default: tile(abuf, p, steps, K, 1, m0, n0, nv, bit0, &o); break;
-            }
-        }
+    switch ((K + 63) / 64) {
+    case 1: gemm_forms(a, panel, M, K, &o, scratch, 2); break;
+    case 2: gemm_forms(a, panel, M, K, &o, scratch, 4); break;
+    case 3: gemm_forms(a, panel, M, K, &o, scratch, 6); break;
+    case 4: gemm_forms(a, panel, M, K, &o, scratch, 8); break;
+    case 5: gemm_forms(a, panel, M, K, &o, scratch, 10); break;
+    case 6: gemm_forms(a, panel, M, K, &o, scratch, 12); break;
+    case 7: gemm_forms(a, panel, M, K, &o, scratch, 14); break;
+    case 8: gemm_forms(a, panel, M, K, &o, scratch, 16); break;
+    default: gemm_forms(a, panel, M, K, &o, scratch, 0); break;
     }
 }
 

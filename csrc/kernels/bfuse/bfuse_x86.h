@@ -63,6 +63,54 @@ static inline __attribute__((always_inline)) void bfuse_x86_float(const bifsmn_b
         bfuse_x86_put(o, bit0 + (size_t)n0, nv, (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ)));
 }
 
+/* What the float form does, fixed per instantiation of a kernel so that no per-output test remains; X86_ANY tests
+   every option at run time. */
+enum { X86_THR = 0, X86_SLOPE = 1, X86_RES = 2, X86_OUT = 4, X86_BITS = 8, X86_BASE = 16, X86_ANY = -1 };
+
+static inline int bfuse_x86_form(const bifsmn_bout *o)
+{
+    if (o->thr)
+        return X86_THR;
+    return (o->slope ? X86_SLOPE : 0) | (o->res ? X86_RES : 0) | (o->out ? X86_OUT : 0) | (o->bits ? X86_BITS : 0) |
+           (o->base ? X86_BASE : 0);
+}
+
+/* The float form of 8 outputs, all valid and their bits byte-aligned, with the options fixed by `form`. */
+static inline __attribute__((always_inline)) void bfuse_x86_float8(const bifsmn_bout *o, int form, int m, int n0,
+                                                                   size_t bit0, __m256i dot)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_loadu_ps(o->scale + n0));
+    v = _mm256_add_ps(v, _mm256_loadu_ps(o->shift + n0));
+    if (form & X86_SLOPE) {
+        const __m256 neg = _mm256_mul_ps(_mm256_loadu_ps(o->slope + n0), _mm256_min_ps(v, zero));
+        v = _mm256_add_ps(_mm256_max_ps(v, zero), neg);
+    }
+    const size_t at = (size_t)m * o->N + n0;
+    if (form & X86_RES)
+        v = _mm256_add_ps(v, _mm256_loadu_ps(o->res + at));
+    if (form & X86_OUT)
+        _mm256_storeu_ps(o->out + at, v);
+    if (form & X86_BITS)
+        ((unsigned char *)o->bits)[(bit0 + (size_t)n0) >> 3] =
+            (unsigned char)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+}
+
+/* 8 outputs of row m from their popcounts in a fixed form, all valid and byte-aligned. */
+static inline __attribute__((always_inline)) void bfuse_x86_finish8(const bifsmn_bout *o, int form, int m, int n0,
+                                                                    size_t bit0, int K, __m256i pc)
+{
+    if (form == X86_THR) {
+        const __m256i t = _mm256_loadu_si256((const __m256i *)(o->thr + (size_t)m * o->thr_stride + n0));
+        ((unsigned char *)o->bits)[(bit0 + (size_t)n0) >> 3] =
+            (unsigned char)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(pc, t)));
+        return;
+    }
+    const __m256i base = form & X86_BASE ? _mm256_loadu_si256((const __m256i *)(o->base + (size_t)m * o->N + n0))
+                                         : _mm256_set1_epi32(K);
+    bfuse_x86_float8(o, form, m, n0, bit0, _mm256_sub_epi32(base, _mm256_add_epi32(pc, pc)));
+}
+
 /* Either form from 8 popcounts (dot = base - 2 popcount). */
 static inline __attribute__((always_inline)) void bfuse_x86_finish(const bifsmn_bout *o, int m, int n0, int nv,
                                                                    size_t bit0, int K, __m256i pc)
@@ -73,6 +121,12 @@ static inline __attribute__((always_inline)) void bfuse_x86_finish(const bifsmn_
     }
     const __m256i base = o->base ? bfuse_x86_load_i32(o->base + (size_t)m * o->N + n0, nv) : _mm256_set1_epi32(K);
     bfuse_x86_float(o, m, n0, nv, bit0, _mm256_sub_epi32(base, _mm256_add_epi32(pc, pc)));
+}
+
+/* 1 when every row's packed bits start on a byte (or there are none), so that groups of 8 outputs are byte stores. */
+static inline int bfuse_x86_aligned(const bifsmn_bout *o)
+{
+    return !o->bits || (o->N % 8 == 0 && (o->stride * 64) % 8 == 0);
 }
 
 /* Bit offsets of rows m0..m0+rows-1 in o->bits (0 when o has no bits). */

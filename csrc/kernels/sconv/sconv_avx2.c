@@ -8,7 +8,7 @@
 
 #include "bfuse/bfuse.h"
 
-#define TILE_P 6
+#define TILE_P 4
 
 static inline __m256 prelu(__m256 v, __m256 slope)
 {
