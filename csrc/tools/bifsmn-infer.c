@@ -181,16 +181,23 @@ static int profile(bifsmn_model *model, const char *model_path, const char *clip
     const char *kinds[MAX_KINDS];
     int nkinds = 0, status = 1;
     const int steps = bifsmn_plan_length(model);
+    int *kind_of = malloc(sizeof(int) * (size_t)(steps > 0 ? steps : 1)); /* each step's kind index, -1: not timed */
+    if (!kind_of) {
+        fprintf(stderr, "bifsmn-infer: out of memory\n");
+        return 1;
+    }
     for (int i = 0; i < steps; i++) {
         const char *k = bifsmn_plan_step_kind(model, i);
-        int seen = 0;
-        for (int j = 0; j < nkinds; j++)
-            seen |= strcmp(kinds[j], k) == 0;
-        if (!seen && nkinds < MAX_KINDS && (!only || strcmp(only, k) == 0))
+        int j = 0;
+        while (j < nkinds && strcmp(kinds[j], k) != 0)
+            j++;
+        if (j == nkinds && nkinds < MAX_KINDS && (!only || strcmp(only, k) == 0))
             kinds[nkinds++] = k;
+        kind_of[i] = j < nkinds ? j : -1;
     }
     if (only && nkinds == 0) {
         fprintf(stderr, "bifsmn-infer: %s has no step of kind '%s'\n", model_path, only);
+        free(kind_of);
         return 2;
     }
     const size_t n = (size_t)bifsmn_num_samples(model), nc = (size_t)bifsmn_num_classes(model);
@@ -219,7 +226,7 @@ static int profile(bifsmn_model *model, const char *model_path, const char *clip
         for (int k = 0; k < nkinds; k++) {
             const int64_t t0 = now_ns();
             for (int s = 0; s < steps; s++)
-                if (strcmp(bifsmn_plan_step_kind(model, s), kinds[k]) == 0)
+                if (kind_of[s] == k)
                     bifsmn_plan_run_step(model, s);
             if (i >= 0)
                 ns[(size_t)k * runs + i] = now_ns() - t0;
@@ -244,7 +251,7 @@ static int profile(bifsmn_model *model, const char *model_path, const char *clip
     for (int k = 0; k < nkinds; k++) {
         int count = 0;
         for (int s = 0; s < steps; s++)
-            count += strcmp(bifsmn_plan_step_kind(model, s), kinds[k]) == 0;
+            count += kind_of[s] == k;
         printf("%s", k ? ", " : "");
         json_string(kinds[k]);
         printf(": {\"steps\": %d", count);
@@ -254,6 +261,7 @@ static int profile(bifsmn_model *model, const char *model_path, const char *clip
     printf("}}\n");
     status = 0;
 done:
+    free(kind_of);
     free(pcm);
     free(features);
     free(scores);

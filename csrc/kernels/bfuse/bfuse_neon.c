@@ -54,12 +54,16 @@ void bifsmn_bpanel_neon(const uint64_t *w, int N, int K, uint64_t *panel)
 /* The byte counts of one 128-bit step (words i, i + 1 of each row; i alone when `half`, LDR d zeroing the upper
    half) of 4 rows against a group's 4 weight vectors, stored (first step) or added into c. */
 static inline __attribute__((always_inline)) void step_counts(uint8x16_t c[4][4], const uint64_t *const rows[4],
-                                                              const uint64_t *p, int i, int half, int first)
+                                                              const uint64_t *p, int i, int half, int first,
+                                                              int contiguous)
 {
     const uint8x16x4_t w = vld1q_u8_x4((const uint8_t *)p);
+    /* 4 consecutive rows of exactly one step (kw = 2): one load of 4 registers */
+    const uint8x16x4_t rows4 = contiguous ? vld1q_u8_x4((const uint8_t *)rows[0]) : w;
     for (int r = 0; r < 4; r++) {
-        const uint8x16_t a = half ? vreinterpretq_u8_u64(vcombine_u64(vld1_u64(rows[r] + i), vdup_n_u64(0)))
-                                  : vreinterpretq_u8_u64(vld1q_u64(rows[r] + i));
+        const uint8x16_t a = contiguous ? rows4.val[r]
+                             : half    ? vreinterpretq_u8_u64(vcombine_u64(vld1_u64(rows[r] + i), vdup_n_u64(0)))
+                                       : vreinterpretq_u8_u64(vld1q_u64(rows[r] + i));
         for (int j = 0; j < 4; j++) {
             const uint8x16_t x = vcntq_u8(veorq_u8(a, w.val[j]));
             c[r][j] = first ? x : vaddq_u8(c[r][j], x);
@@ -116,32 +120,33 @@ static inline __attribute__((always_inline)) void reduce(uint8x16_t c[4][4], int
 /* Popcounts of 4 rows x one group over steps s0..s1-1 (at most CHUNK): h[0] = rows 0 and 1 (4 outputs each), h[1] =
    rows 2 and 3. With kw a constant (the per-depth kernels below) the steps unroll and the reduction is fixed. */
 static inline __attribute__((always_inline)) void chunk_popcounts(const uint64_t *const rows[4], const uint64_t *p,
-                                                                  int kw, int s0, int s1, uint16x8_t h[2])
+                                                                  int kw, int s0, int s1, uint16x8_t h[2],
+                                                                  int consecutive)
 {
     uint8x16_t c[4][4];
-    step_counts(c, rows, p + (size_t)s0 * 8, 2 * s0, 2 * s0 + 1 == kw, 1);
+    step_counts(c, rows, p + (size_t)s0 * 8, 2 * s0, 2 * s0 + 1 == kw, 1, consecutive && kw == 2);
     if (s1 - s0 <= 2) {
         for (int s = s0 + 1; s < s1; s++)
-            step_counts(c, rows, p + (size_t)s * 8, 2 * s, 2 * s + 1 == kw, 0);
+            step_counts(c, rows, p + (size_t)s * 8, 2 * s, 2 * s + 1 == kw, 0, 0);
     } else {
         /* A rolled loop: unrolled, every step's activations are loaded up front and no longer fit the 32
            registers with the 16 accumulators (K = 400 spilled a third of its instructions). */
 #pragma GCC unroll 1
         for (int s = s0 + 1; s < s1; s++)
-            step_counts(c, rows, p + (size_t)s * 8, 2 * s, 2 * s + 1 == kw, 0);
+            step_counts(c, rows, p + (size_t)s * 8, 2 * s, 2 * s + 1 == kw, 0, 0);
     }
     reduce(c, byte_levels(2 * (s1 - s0) < kw - 2 * s0 ? 2 * (s1 - s0) : kw - 2 * s0), h);
 }
 
 /* The same over the whole depth, chunk by chunk; halfword sums, so K <= NEON_MAX_K. */
 static inline __attribute__((always_inline)) void group_popcounts(const uint64_t *const rows[4], const uint64_t *p,
-                                                                  int kw, uint16x8_t h[2])
+                                                                  int kw, uint16x8_t h[2], int consecutive)
 {
     const int steps = (kw + 1) / 2;
-    chunk_popcounts(rows, p, kw, 0, steps < CHUNK ? steps : CHUNK, h);
+    chunk_popcounts(rows, p, kw, 0, steps < CHUNK ? steps : CHUNK, h, consecutive);
     for (int s0 = CHUNK; s0 < steps; s0 += CHUNK) {
         uint16x8_t part[2];
-        chunk_popcounts(rows, p, kw, s0, steps - s0 < CHUNK ? steps : s0 + CHUNK, part);
+        chunk_popcounts(rows, p, kw, s0, steps - s0 < CHUNK ? steps : s0 + CHUNK, part, 0);
         h[0] = vaddq_u16(h[0], part[0]);
         h[1] = vaddq_u16(h[1], part[1]);
     }
@@ -156,7 +161,7 @@ typedef void (*counts_fn)(const uint64_t *const rows[4], const uint64_t *p, int 
     {                                                                                                      \
         (void)kw;                                                                                          \
         uint16x8_t h[2];                                                                                   \
-        group_popcounts(rows, p, KW, h);                                                                   \
+        group_popcounts(rows, p, KW, h, 0);                                                                \
         vst1q_u16(dst, h[0]);                                                                              \
         vst1q_u16(dst + 8, h[1]);                                                                          \
     }
@@ -172,7 +177,7 @@ BFUSE_COUNTS(8)
 static void counts_any(const uint64_t *const rows[4], const uint64_t *p, int kw, uint16_t *dst)
 {
     uint16x8_t h[2];
-    group_popcounts(rows, p, kw, h);
+    group_popcounts(rows, p, kw, h, 0);
     vst1q_u16(dst, h[0]);
     vst1q_u16(dst + 8, h[1]);
 }
@@ -195,29 +200,28 @@ static int float_flags(const bifsmn_bout *o)
 
 /* Row m's 4 outputs n..n+3 (all valid) of the float form from their dot products: the transform, stored as f says;
    returns the sign masks. The multiply and the add stay two roundings, as in the reference. */
-static inline __attribute__((always_inline)) uint32x4_t transform(const bifsmn_bout *o, int f, int32x4_t dot, int m,
-                                                                  int n, float32x4_t scale, float32x4_t shift,
-                                                                  float32x4_t slope)
+static inline __attribute__((always_inline)) uint32x4_t transform_at(int f, int32x4_t dot, const float *res, float *out,
+                                                                     float32x4_t scale, float32x4_t shift,
+                                                                     float32x4_t slope)
 {
-    const size_t at = (size_t)m * o->N + n;
     const float32x4_t zero = vdupq_n_f32(0.0f);
     float32x4_t v = vaddq_f32(vmulq_f32(vcvtq_f32_s32(dot), scale), shift);
     if (f & F_SLOPE) /* FMAXNM/FMINNM: 0 for NaN, like the reference's comparisons */
         v = vaddq_f32(vmaxnmq_f32(v, zero), vmulq_f32(slope, vminnmq_f32(v, zero)));
     if (f & F_RES)
-        v = vaddq_f32(v, vld1q_f32(o->res + at));
+        v = vaddq_f32(v, vld1q_f32(res));
     if (f & F_OUT)
-        vst1q_f32(o->out + at, v);
+        vst1q_f32(out, v);
     return vcltzq_f32(v);
 }
 
-/* The same from popcounts: dot = base - 2 popcount. */
-static inline __attribute__((always_inline)) uint32x4_t float4(const bifsmn_bout *o, int f, uint16x4_t pc, int K,
-                                                               int m, int n, float32x4_t scale, float32x4_t shift,
-                                                               float32x4_t slope)
+/* The same at output (m, n) of o. */
+static inline __attribute__((always_inline)) uint32x4_t transform(const bifsmn_bout *o, int f, int32x4_t dot, int m,
+                                                                  int n, float32x4_t scale, float32x4_t shift,
+                                                                  float32x4_t slope)
 {
-    const int32x4_t b = f & F_BASE ? vld1q_s32(o->base + (size_t)m * o->N + n) : vdupq_n_s32(K);
-    return transform(o, f, vsubq_s32(b, vreinterpretq_s32_u32(vshll_n_u16(pc, 1))), m, n, scale, shift, slope);
+    const size_t at = (size_t)m * o->N + n;
+    return transform_at(f, dot, f & F_RES ? o->res + at : NULL, f & F_OUT ? o->out + at : NULL, scale, shift, slope);
 }
 
 /* Each row's 16 sign bits from two vectors of weighted masks (rows 0-1 and 2-3, 4 lanes each): two pairwise adds
@@ -236,7 +240,7 @@ static inline __attribute__((always_inline)) void store_rows(const bifsmn_bout *
         bifsmn_put_bits(o->bits, bit0[3] + (size_t)n0, vgetq_lane_u16(b, 3), 16);
 }
 
-/* The float form of 4 rows (mt valid) x 16 outputs, all valid: group by group, the group's scale, shift and slopes
+/* The float form of 4 rows x 16 outputs, all valid: group by group, the group's scale, shift and slopes
    loaded once for its 4 rows; each row's sign masks narrowed to halfwords, weighted by their bit (4 g + j) and ORed
    over the groups. */
 static inline __attribute__((always_inline)) void tile_float(const bifsmn_bout *o, int f,
@@ -245,17 +249,26 @@ static inline __attribute__((always_inline)) void tile_float(const bifsmn_bout *
                                                              const uint16x8_t wg[4])
 {
     const int steps = (kw + 1) / 2;
+    const size_t at = (size_t)m0 * o->N + n0, N = (size_t)o->N; /* row r, output n0 + j: at + r N + j */
+    const float *res = f & F_RES ? o->res + at : NULL;
+    float *out = f & F_OUT ? o->out + at : NULL;
+    const int32_t *base = f & F_BASE ? o->base + at : NULL;
     uint16x8_t acc01 = vdupq_n_u16(0), acc23 = acc01;
     for (int g = 0; g < 4; g++) {
         uint16x8_t h[2];
-        group_popcounts(rows, p + (size_t)g * 8 * steps, kw, h);
-        const int n = n0 + 4 * g;
+        group_popcounts(rows, p + (size_t)g * 8 * steps, kw, h, 1);
+        const int n = n0 + 4 * g, j = 4 * g;
         const float32x4_t scale = vld1q_f32(o->scale + n), shift = vld1q_f32(o->shift + n);
         const float32x4_t slope = f & F_SLOPE ? vld1q_f32(o->slope + n) : scale;
-        const uint32x4_t r0 = float4(o, f, vget_low_u16(h[0]), K, m0, n, scale, shift, slope);
-        const uint32x4_t r1 = mt > 1 ? float4(o, f, vget_high_u16(h[0]), K, m0 + 1, n, scale, shift, slope) : r0;
-        const uint32x4_t r2 = mt > 2 ? float4(o, f, vget_low_u16(h[1]), K, m0 + 2, n, scale, shift, slope) : r0;
-        const uint32x4_t r3 = mt > 3 ? float4(o, f, vget_high_u16(h[1]), K, m0 + 3, n, scale, shift, slope) : r0;
+        uint32x4_t rm[4];
+        for (int r = 0; r < 4; r++) {
+            const uint16x4_t pc = r % 2 ? vget_high_u16(h[r / 2]) : vget_low_u16(h[r / 2]);
+            const int32x4_t b = f & F_BASE ? vld1q_s32(base + r * N + j) : vdupq_n_s32(K);
+            const int32x4_t dot = vsubq_s32(b, vreinterpretq_s32_u32(vshll_n_u16(pc, 1)));
+            rm[r] = transform_at(f, dot, f & F_RES ? res + r * N + j : NULL, f & F_OUT ? out + r * N + j : NULL,
+                                 scale, shift, slope);
+        }
+        const uint32x4_t r0 = rm[0], r1 = rm[1], r2 = rm[2], r3 = rm[3];
         if (f & F_BITS) {
             acc01 = vorrq_u16(acc01, vandq_u16(vcombine_u16(vmovn_u32(r0), vmovn_u32(r1)), wg[g]));
             acc23 = vorrq_u16(acc23, vandq_u16(vcombine_u16(vmovn_u32(r2), vmovn_u32(r3)), wg[g]));
@@ -265,7 +278,7 @@ static inline __attribute__((always_inline)) void tile_float(const bifsmn_bout *
         store_rows(o, acc01, acc23, mt, bit0, n0);
 }
 
-/* The threshold form of 4 rows (mt valid) x 16 outputs, all valid, for K < 32768: in halfwords. A group's counts
+/* The threshold form of 4 rows x 16 outputs, all valid, for K < 32768: in halfwords. A group's counts
    are compared with its thresholds narrowed to 16 bits, the masks weighted and ORed as in the float form. */
 static inline __attribute__((always_inline)) void tile_thr(const bifsmn_bout *o, const uint64_t *const rows[4],
                                                            const uint64_t *p, int kw, int m0, int mt,
@@ -275,7 +288,7 @@ static inline __attribute__((always_inline)) void tile_thr(const bifsmn_bout *o,
     uint16x8_t acc01 = vdupq_n_u16(0), acc23 = acc01;
     for (int g = 0; g < 4; g++) {
         uint16x8_t h[2];
-        group_popcounts(rows, p + (size_t)g * 8 * steps, kw, h);
+        group_popcounts(rows, p + (size_t)g * 8 * steps, kw, h, 1);
         const int32_t *t = o->thr + (size_t)m0 * o->thr_stride + n0 + 4 * g;
         int16x8_t t01, t23;
         if (o->thr_stride == 0) {
@@ -393,12 +406,12 @@ static inline __attribute__((always_inline)) void gemm(const bifsmn_bout *o, int
             bit0[r] = o->bits && r < mt ? bifsmn_bout_bit(o, m0 + r) : 0;
         }
         int n0 = 0;
-        for (; n0 + 16 <= N; n0 += 16) {
+        for (; n0 + 16 <= N; n0 += 16) { /* the forms' own tiles take 4 full rows */
             const uint64_t *p = panel + (size_t)n0 / 4 * 8 * steps;
-            if (form == 0)
-                tile_thr(o, rows, p, kw, m0, mt, bit0, n0, wg);
-            else if (form > 0)
-                tile_float(o, form, rows, p, kw, K, m0, mt, bit0, n0, wg);
+            if (form == 0 && mt == 4)
+                tile_thr(o, rows, p, kw, m0, 4, bit0, n0, wg);
+            else if (form > 0 && mt == 4)
+                tile_float(o, form, rows, p, kw, K, m0, 4, bit0, n0, wg);
             else
                 tile_any(o, counts, rows, p, kw, K, m0, mt, bit0, n0, 16);
         }
@@ -460,63 +473,85 @@ void bifsmn_bgemm_fused_neon(const uint64_t *a, const uint64_t *panel, int M, in
     (kw <= 8 ? by_depth[kw] : gemm_any)(&o, a, panel, M, K);
 }
 
-/* The depthwise conv in one form: f the float flags of a specialised instantiation or -1 (every option tested), and
-   TAPS the tap count when it is a constant up to 8 (the weights then stay in registers across the time steps) or 0.
-   xs holds pad_left zero rows, the T input rows, then zero rows: every tap is read unconditionally, and a padded
-   tap's contribution (a zero row disagrees with a -1 weight) is taken back at the few border time steps. */
-static inline __attribute__((always_inline)) void dwconv(const bifsmn_bout *o, int f, int TAPS, const uint8_t *xs,
-                                                         const uint8_t *wneg, int T, int taps, int dilation,
-                                                         int pad_left)
+/* The dot products of 16 channels c0.. at time t: taps x (XOR, subtract) on the padded byte rows, the padded taps
+   taken back at the borders. w holds the TAPS weight rows when TAPS is a constant up to 8, else it is unused. */
+static inline __attribute__((always_inline)) int8x16_t dw_dots(const uint8_t *xt, const uint8_t *wneg,
+                                                               const uint8x16_t w[8], int TAPS, int taps, int t,
+                                                               int T, int dilation, int pad_left, int stride,
+                                                               int border)
+{
+    uint8x16_t dis = vdupq_n_u8(0); /* taps where input and weight signs differ */
+    for (int k = 0; k < taps; k++)
+        dis = vsubq_u8(dis, veorq_u8(vld1q_u8(xt + (size_t)k * dilation * stride),
+                                     TAPS ? w[k] : vld1q_u8(wneg + (size_t)k * stride)));
+    int valid = taps;
+    if (border)
+        for (int k = 0; k < taps; k++) {
+            const int ti = t + k * dilation - pad_left;
+            if (ti < 0 || ti >= T) { /* a zero row: it disagreed with a -1 weight */
+                dis = vaddq_u8(dis, TAPS ? w[k] : vld1q_u8(wneg + (size_t)k * stride));
+                valid--;
+            }
+        }
+    return vsubq_s8(vdupq_n_s8((int8_t)valid), vreinterpretq_s8_u8(vaddq_u8(dis, dis)));
+}
+
+/* The depthwise conv of full groups of 16 channels in one form f (fixed float flags) and TAPS (a constant up to 8,
+   the weights then in registers across the time steps, or 0). xs holds pad_left zero rows, the T input rows, then
+   zero rows, so every tap is read unconditionally. Channels outer, time inner: the weights and the transform
+   parameters stay in registers. */
+static inline __attribute__((always_inline)) void dwconv16(const bifsmn_bout *o, int f, int TAPS, const uint8_t *xs,
+                                                           const uint8_t *wneg, int T, int taps, int dilation,
+                                                           int pad_left, int c_end)
 {
     const uint8x16_t weights = bifsmn_neon_bit_weights();
-    const int C = o->N, stride = (C + 63) / 64 * 64;
-    if (TAPS)
-        taps = TAPS;
-    for (int c0 = 0; c0 < C; c0 += 16) {
-        const int nv = C - c0 < 16 ? C - c0 : 16;
+    const int stride = (o->N + 63) / 64 * 64, span = (taps - 1) * dilation;
+    const size_t row_bits = (size_t)o->stride * 64;
+    for (int c0 = 0; c0 < c_end; c0 += 16) {
         float32x4_t scale[4], shift[4], slope[4];
         for (int g = 0; g < 4; g++) {
             scale[g] = vld1q_f32(o->scale + c0 + 4 * g);
             shift[g] = vld1q_f32(o->shift + c0 + 4 * g);
-            slope[g] = o->slope ? vld1q_f32(o->slope + c0 + 4 * g) : scale[g];
+            slope[g] = vld1q_f32(o->slope + c0 + 4 * g);
         }
         uint8x16_t w[8];
-        for (int k = 0; k < (TAPS ? TAPS : 0); k++)
+        for (int k = 0; k < TAPS; k++)
             w[k] = vld1q_u8(wneg + (size_t)k * stride + c0);
-        /* Channels outer, time inner: the weights and the transform parameters stay in registers. */
         for (int t = 0; t < T; t++) {
-            const uint8_t *xt = xs + (size_t)t * stride + c0;
-            uint8x16_t dis = vdupq_n_u8(0); /* taps where input and weight signs differ */
-            for (int k = 0; k < taps; k++)
-                dis = vsubq_u8(dis, veorq_u8(vld1q_u8(xt + (size_t)k * dilation * stride),
-                                             TAPS ? w[k] : vld1q_u8(wneg + (size_t)k * stride + c0)));
-            int valid = taps;
-            if (t < pad_left || t + (taps - 1) * dilation - pad_left >= T) /* a border: padded taps */
-                for (int k = 0; k < taps; k++) {
-                    const int ti = t + k * dilation - pad_left;
-                    if (ti < 0 || ti >= T) {
-                        dis = vaddq_u8(dis, TAPS ? w[k] : vld1q_u8(wneg + (size_t)k * stride + c0));
-                        valid--;
-                    }
-                }
-            const int8x16_t dot = vsubq_s8(vdupq_n_s8((int8_t)valid), vreinterpretq_s8_u8(vaddq_u8(dis, dis)));
+            const int border = t < pad_left || t + span - pad_left >= T;
+            const int8x16_t dot = dw_dots(xs + (size_t)t * stride + c0, wneg + c0, w, TAPS, TAPS ? TAPS : taps, t,
+                                          T, dilation, pad_left, stride, border);
+            const int16x8_t lo = vmovl_s8(vget_low_s8(dot)), hi = vmovl_high_s8(dot);
+            uint32x4_t neg[4];
+            neg[0] = transform(o, f, vmovl_s16(vget_low_s16(lo)), t, c0, scale[0], shift[0], slope[0]);
+            neg[1] = transform(o, f, vmovl_high_s16(lo), t, c0 + 4, scale[1], shift[1], slope[1]);
+            neg[2] = transform(o, f, vmovl_s16(vget_low_s16(hi)), t, c0 + 8, scale[2], shift[2], slope[2]);
+            neg[3] = transform(o, f, vmovl_high_s16(hi), t, c0 + 12, scale[3], shift[3], slope[3]);
+            if (f & F_BITS)
+                bifsmn_put_bits(o->bits, (size_t)t * row_bits + (size_t)c0, bifsmn_neon_signs16(neg, weights), 16);
+        }
+    }
+}
+
+/* Any form, channels c_begin.. (groups of up to 16), every option tested per output. */
+static void dwconv_any(const bifsmn_bout *o, const uint8_t *xs, const uint8_t *wneg, int T, int taps, int dilation,
+                       int pad_left, int c_begin)
+{
+    const int C = o->N, stride = (C + 63) / 64 * 64, span = (taps - 1) * dilation;
+    for (int c0 = c_begin; c0 < C; c0 += 16) {
+        const int nv = C - c0 < 16 ? C - c0 : 16;
+        for (int t = 0; t < T; t++) {
+            const int border = t < pad_left || t + span - pad_left >= T;
+            const int8x16_t dot = dw_dots(xs + (size_t)t * stride + c0, wneg + c0, NULL, 0, taps, t, T, dilation,
+                                          pad_left, stride, border);
             const int16x8_t lo = vmovl_s8(vget_low_s8(dot)), hi = vmovl_high_s8(dot);
             const int32x4_t d[4] = {vmovl_s16(vget_low_s16(lo)), vmovl_high_s16(lo), vmovl_s16(vget_low_s16(hi)),
                                     vmovl_high_s16(hi)};
-            const size_t bit0 = o->bits ? bifsmn_bout_bit(o, t) + (size_t)c0 : 0;
-            if (f >= 0 && nv == 16) {
-                uint32x4_t neg[4];
-                for (int g = 0; g < 4; g++)
-                    neg[g] = transform(o, f, d[g], t, c0 + 4 * g, scale[g], shift[g], slope[g]);
-                if (f & F_BITS)
-                    bifsmn_put_bits(o->bits, bit0, bifsmn_neon_signs16(neg, weights), 16);
-            } else {
-                uint32_t bits = 0;
-                for (int g = 0; 4 * g < nv; g++)
-                    bits |= finish_float(o, t, c0 + 4 * g, nv - 4 * g < 4 ? nv - 4 * g : 4, d[g]) << (4 * g);
-                if (o->bits)
-                    bifsmn_put_bits(o->bits, bit0, bits & ((1u << nv) - 1), nv);
-            }
+            uint32_t bits = 0;
+            for (int g = 0; 4 * g < nv; g++)
+                bits |= finish_float(o, t, c0 + 4 * g, nv - 4 * g < 4 ? nv - 4 * g : 4, d[g]) << (4 * g);
+            if (o->bits)
+                bifsmn_put_bits(o->bits, bifsmn_bout_bit(o, t) + (size_t)c0, bits & ((1u << nv) - 1), nv);
         }
     }
 }
@@ -529,36 +564,48 @@ void bifsmn_bdwconv_neon(const uint64_t *x, const uint8_t *wneg, int T, int taps
         bifsmn_bdwconv_ref(x, wneg, T, taps, dilation, pad_left, out, scratch);
         return;
     }
-    static const uint8_t spread_idx[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
-    const uint8x16_t spread = vld1q_u8(spread_idx), weights = bifsmn_neon_bit_weights();
+    /* byte j of the 64 input bits of a word -> 8 lanes; the lanes' bit then selects one sign each */
+    static const uint8_t spread_idx[4][16] = {{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+                                              {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+                                              {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
+                                              {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7}};
+    const uint8x16_t spread0 = vld1q_u8(spread_idx[0]), spread1 = vld1q_u8(spread_idx[1]);
+    const uint8x16_t spread2 = vld1q_u8(spread_idx[2]), spread3 = vld1q_u8(spread_idx[3]);
+    const uint8x16_t weights = bifsmn_neon_bit_weights();
     const bifsmn_bout o = *out;
     const int cw = (o.N + 63) / 64, stride = cw * 64;
     uint8_t *xs = scratch; /* pad_left zero rows, T rows of 0xff where the input is -1, span - pad_left zero rows */
     memset(xs, 0, (size_t)pad_left * stride);
     memset(xs + (size_t)(pad_left + T) * stride, 0, (size_t)(span - pad_left) * stride);
     for (int t = 0; t < T; t++) {
-        const uint8_t *src = (const uint8_t *)(x + (size_t)t * cw);
         uint8_t *dst = xs + (size_t)(t + pad_left) * stride;
-        for (int j = 0; j < 8 * cw; j += 2) {
-            const uint16x8_t v = vdupq_n_u16((uint16_t)(src[j] | src[j + 1] << 8));
-            vst1q_u8(dst + 8 * j, vtstq_u8(vqtbl1q_u8(vreinterpretq_u8_u16(v), spread), weights));
+        for (int j = 0; j < cw; j++, dst += 64) {
+            const uint8x16_t v = vreinterpretq_u8_u64(vdupq_n_u64(x[(size_t)t * cw + j]));
+            vst1q_u8(dst, vtstq_u8(vqtbl1q_u8(v, spread0), weights));
+            vst1q_u8(dst + 16, vtstq_u8(vqtbl1q_u8(v, spread1), weights));
+            vst1q_u8(dst + 32, vtstq_u8(vqtbl1q_u8(v, spread2), weights));
+            vst1q_u8(dst + 48, vtstq_u8(vqtbl1q_u8(v, spread3), weights));
         }
     }
-    /* A D-FSMN memory block (PReLU, its input as the residual, floats and bits) with 1 to 8 taps gets its own
-       instantiation; anything else the general one. */
-    const int dfsmn = float_flags(&o) == (F_SLOPE | F_RES | F_OUT | F_BITS);
+    /* A D-FSMN memory block (PReLU, its input as the residual, floats and bits, each row starting on a halfword)
+       gets its own code for its full groups of 16 channels, with the tap count fixed up to 8; the rest the general
+       code. */
     const int f = F_SLOPE | F_RES | F_OUT | F_BITS;
-    switch (dfsmn ? taps : 0) {
-    case 1: dwconv(&o, f, 1, xs, wneg, T, taps, dilation, pad_left); break;
-    case 2: dwconv(&o, f, 2, xs, wneg, T, taps, dilation, pad_left); break;
-    case 3: dwconv(&o, f, 3, xs, wneg, T, taps, dilation, pad_left); break;
-    case 4: dwconv(&o, f, 4, xs, wneg, T, taps, dilation, pad_left); break;
-    case 5: dwconv(&o, f, 5, xs, wneg, T, taps, dilation, pad_left); break;
-    case 6: dwconv(&o, f, 6, xs, wneg, T, taps, dilation, pad_left); break;
-    case 7: dwconv(&o, f, 7, xs, wneg, T, taps, dilation, pad_left); break;
-    case 8: dwconv(&o, f, 8, xs, wneg, T, taps, dilation, pad_left); break;
-    default: dwconv(&o, -1, 0, xs, wneg, T, taps, dilation, pad_left); break;
+    const int full = float_flags(&o) == f && (o.stride * 64) % 16 == 0 ? o.N / 16 * 16 : 0;
+    switch (full ? (taps <= 8 ? taps : 0) : -1) {
+    case -1: break;
+    case 1: dwconv16(&o, f, 1, xs, wneg, T, taps, dilation, pad_left, full); break;
+    case 2: dwconv16(&o, f, 2, xs, wneg, T, taps, dilation, pad_left, full); break;
+    case 3: dwconv16(&o, f, 3, xs, wneg, T, taps, dilation, pad_left, full); break;
+    case 4: dwconv16(&o, f, 4, xs, wneg, T, taps, dilation, pad_left, full); break;
+    case 5: dwconv16(&o, f, 5, xs, wneg, T, taps, dilation, pad_left, full); break;
+    case 6: dwconv16(&o, f, 6, xs, wneg, T, taps, dilation, pad_left, full); break;
+    case 7: dwconv16(&o, f, 7, xs, wneg, T, taps, dilation, pad_left, full); break;
+    case 8: dwconv16(&o, f, 8, xs, wneg, T, taps, dilation, pad_left, full); break;
+    default: dwconv16(&o, f, 0, xs, wneg, T, taps, dilation, pad_left, full); break;
     }
+    if (full < o.N)
+        dwconv_any(&o, xs, wneg, T, taps, dilation, pad_left, full);
 }
 
 #endif /* __aarch64__ */

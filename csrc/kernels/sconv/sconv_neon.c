@@ -59,6 +59,7 @@ void bifsmn_sconv1_neon(const float *x, const float *panel, const float *bias, c
                         acc[p][g] = b.val[g];
                 const float *xt = x + (size_t)ow * o.sw * o.sh * o.hq + oh0;
                 const float *w = panel + n0;
+#pragma GCC unroll 2
                 for (int t = 0; t < taps; t++, w += np) {
                     const float32x4_t xv = vld1q_f32((const float *)((const char *)xt + off[t]));
                     const float32x4x4_t wv = vld1q_f32_x4(w);
