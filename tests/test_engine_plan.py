@@ -127,6 +127,10 @@ def test_profile_times_every_kind_of_step(lib, models, tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "no step of kind 'blinear'" in bad.stderr
+    alone = subprocess.run(
+        [tool, "--profile-kind", "blinear", str(models["even-1x"]), str(clip)], capture_output=True, text=True
+    )
+    assert alone.returncode == 2 and "--profile-kind needs --profile N" in alone.stderr
     usage = subprocess.run(
         [tool, "--profile", "0", str(models["even-1x"]), str(clip)], capture_output=True, text=True
     )

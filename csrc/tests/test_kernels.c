@@ -94,11 +94,14 @@ static void test_shapes(const bifsmn_kernels *k, const bifsmn_kernels *ref, int 
 
 /* ---- fused binary kernels ---- */
 
+/* 64-byte aligned memory (aligned_alloc wants a multiple of the alignment). */
+static void *aligned(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
+
 /* A 64-byte aligned, zero-padded buffer of n floats with room for the padding the kernels may read. */
 static float *padded_floats(int n, unsigned long long *s, float lo, float hi)
 {
     const int np = (n + 15) / 16 * 16;
-    float *p = aligned_alloc(64, sizeof(float) * (size_t)(np + 16));
+    float *p = aligned(sizeof(float) * (size_t)(np + 16));
     for (int i = 0; i < np + 16; i++)
         p[i] = i < n ? lo + (hi - lo) * (rng_float(s) + 1.0f) / 2.0f : 0.0f;
     return p;
@@ -121,7 +124,7 @@ static void check_fused_gemm(const bifsmn_kernels *k, int M, int N, int K, int f
                              unsigned long long *s)
 {
     const int kw = (K + 63) / 64, stride = (group * N + 63) / 64, rows = (M + group - 1) / group;
-    uint64_t *a = aligned_alloc(64, 8 * (size_t)M * kw), *w = aligned_alloc(64, 8 * (size_t)N * kw);
+    uint64_t *a = aligned(8 * (size_t)M * kw), *w = aligned(8 * (size_t)N * kw);
     fill_words(a, M, K, s);
     fill_words(w, N, K, s);
     float *scale = padded_floats(N, s, 0.0f, 0.05f), *shift = padded_floats(N, s, -1.0f, 1.0f);
@@ -148,10 +151,10 @@ static void check_fused_gemm(const bifsmn_kernels *k, int M, int N, int K, int f
     float *want = malloc(4 * (size_t)M * N), *got = malloc(4 * (size_t)M * N);
     for (size_t i = 0; i < bits_words; i++)
         want_bits[i] = got_bits[i] = rng_next(s); /* bits outside the outputs must survive */
-    uint64_t *panel_ref = aligned_alloc(64, 8 * (k->bpanel_words(N, K) > bifsmn_bpanel_words_ref(N, K)
+    uint64_t *panel_ref = aligned(8 * (k->bpanel_words(N, K) > bifsmn_bpanel_words_ref(N, K)
                                                     ? k->bpanel_words(N, K) : bifsmn_bpanel_words_ref(N, K)));
-    uint64_t *panel = aligned_alloc(64, 8 * k->bpanel_words(N, K));
-    void *scratch = aligned_alloc(64, BIFSMN_BGEMM_SCRATCH(K));
+    uint64_t *panel = aligned(8 * k->bpanel_words(N, K));
+    void *scratch = aligned(BIFSMN_BGEMM_SCRATCH(K));
     bifsmn_bpanel_ref(w, N, K, panel_ref);
     k->bpanel(w, N, K, panel);
     bifsmn_bout ref = o, imp = o;
@@ -234,16 +237,16 @@ static void check_fused_dwconv(const bifsmn_kernels *k, int T, int C, int taps, 
                                unsigned long long *s)
 {
     const int cw = (C + 63) / 64, wstride = cw * 64;
-    uint64_t *x = aligned_alloc(64, 8 * (size_t)T * cw);
+    uint64_t *x = aligned(8 * (size_t)T * cw);
     fill_words(x, T, C, s);
-    uint8_t *wneg = aligned_alloc(64, (size_t)taps * wstride);
+    uint8_t *wneg = aligned((size_t)taps * wstride);
     for (int i = 0; i < taps * wstride; i++)
         wneg[i] = i % wstride < C && rng_next(s) % 2 ? 0xff : 0;
     float *scale = padded_floats(C, s, 0.0f, 0.5f), *shift = padded_floats(C, s, -1.0f, 1.0f);
     float *slope = padded_floats(C, s, -0.3f, 0.6f), *res = padded_floats(T * C, s, -1.0f, 1.0f);
     uint64_t *bits[2] = {malloc(8 * ((size_t)T * cw + 1)), malloc(8 * ((size_t)T * cw + 1))};
     float *out[2] = {malloc(4 * (size_t)T * C), malloc(4 * (size_t)T * C)};
-    void *scratch = aligned_alloc(64, BIFSMN_BDWCONV_SCRATCH(T, C, taps, dil));
+    void *scratch = aligned(BIFSMN_BDWCONV_SCRATCH(T, C, taps, dil));
     for (int with_res = 0; with_res <= 1; with_res++) {
         for (size_t i = 0; i < (size_t)T * cw + 1; i++)
             bits[0][i] = bits[1][i] = rng_next(s);

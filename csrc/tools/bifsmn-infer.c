@@ -108,6 +108,20 @@ static void print_times(const char *key, const int64_t *ns, long runs)
     printf("]");
 }
 
+/* The fields --bench and --profile reports share, opening their JSON object. */
+static void print_head(const bifsmn_model *model, const char *model_path, const char *clip, long warmup, long runs)
+{
+    printf("{\"model\": ");
+    json_string(model_path);
+    printf(", \"clip\": ");
+    json_string(clip);
+    printf(", \"variant\": ");
+    json_string(bifsmn_variant(model));
+    printf(", \"binary\": %s, \"kernel\": ", bifsmn_is_binary(model) ? "true" : "false");
+    json_string(bifsmn_kernel_name(model));
+    printf(", \"warmup\": %ld, \"runs\": %ld", warmup, runs);
+}
+
 /* --bench: the paths alternate run by run, so that drift on a shared machine weighs on both alike. The
    features of the network-alone path are computed once by the model's own front end. */
 static int bench(bifsmn_model *model, const char *model_path, const char *clip, long runs, long warmup, int paths)
@@ -147,15 +161,7 @@ static int bench(bifsmn_model *model, const char *model_path, const char *clip, 
         fprintf(stderr, "bifsmn-infer: %s: %s\n", model_path, bifsmn_strerror(rc));
         goto done;
     }
-    printf("{\"model\": ");
-    json_string(model_path);
-    printf(", \"clip\": ");
-    json_string(clip);
-    printf(", \"variant\": ");
-    json_string(bifsmn_variant(model));
-    printf(", \"binary\": %s, \"kernel\": ", bifsmn_is_binary(model) ? "true" : "false");
-    json_string(bifsmn_kernel_name(model));
-    printf(", \"warmup\": %ld, \"runs\": %ld", warmup, runs);
+    print_head(model, model_path, clip, warmup, runs);
     if (paths & BENCH_NET)
         print_times("net_ns", net, runs);
     if (paths & BENCH_E2E)
@@ -236,15 +242,7 @@ static int profile(bifsmn_model *model, const char *model_path, const char *clip
         fprintf(stderr, "bifsmn-infer: %s: %s\n", model_path, bifsmn_strerror(rc));
         goto done;
     }
-    printf("{\"model\": ");
-    json_string(model_path);
-    printf(", \"clip\": ");
-    json_string(clip);
-    printf(", \"variant\": ");
-    json_string(bifsmn_variant(model));
-    printf(", \"kernel\": ");
-    json_string(bifsmn_kernel_name(model));
-    printf(", \"warmup\": %ld, \"runs\": %ld", warmup, runs);
+    print_head(model, model_path, clip, warmup, runs);
     if (!only)
         print_times("net_ns", net, runs);
     printf(", \"kinds\": {");
@@ -339,6 +337,10 @@ int main(int argc, char **argv)
     }
     if (argc - first < 2) {
         fputs(usage, stderr);
+        return 2;
+    }
+    if (profile_kind && profile_runs == 0) {
+        fprintf(stderr, "bifsmn-infer: --profile-kind needs --profile N\n");
         return 2;
     }
     char msg[512];
