@@ -89,11 +89,20 @@ static int lay_out_binary(const bifsmn_model *m, bifsmn_op *op)
 
 /* The direct kernel's layouts of a one-channel full-precision conv2d: padded weights, bias and slopes, and the
    phase-split padded input (zero, then only its interior is written). */
+#define MAX_DIRECT_INPUT (1u << 22) /* floats of that padded input; larger (absurd padding) keep the im2col path */
+
+static size_t direct_input_floats(const bifsmn_op *op)
+{
+    const uint64_t hq = ((uint64_t)op->h_in + 2u * op->ph + op->sh - 1) / op->sh + 16;
+    const uint64_t n = ((uint64_t)op->w_in + 2u * op->pw) * op->sh * hq;
+    return n <= MAX_DIRECT_INPUT ? (size_t)n : 0;
+}
+
 static int lay_out_direct(bifsmn_op *op)
 {
     const int np = (op->N + 15) / 16 * 16, taps = op->kw * op->kh;
     op->hq = (op->h_in + 2 * op->ph + op->sh - 1) / op->sh + 16;
-    const size_t xs = (size_t)(op->w_in + 2 * op->pw) * op->sh * op->hq;
+    const size_t xs = direct_input_floats(op);
     if (!(op->spanel = bifsmn_alloc(4 * (size_t)taps * np)) || !(op->sbias = bifsmn_alloc(4 * (size_t)np)) ||
         (op->act == BIFSMN_ACT_PRELU && !(op->sslope = bifsmn_alloc(4 * (size_t)np))) ||
         !(op->xpad = bifsmn_alloc(4 * xs)))
@@ -185,7 +194,7 @@ int bifsmn_plan_build(bifsmn_model *m)
             memset(op->out_bits, 0, 8 * (size_t)op->out_shape[0] * row_words(op));
         if (!op->binary) {
             if (op->type == BIFSMN_OP_CONV2D && op->c_in == 1 && op->res_slot == BIFSMN_NO_SLOT &&
-                lay_out_direct(op) != BIFSMN_OK)
+                direct_input_floats(op) && lay_out_direct(op) != BIFSMN_OK)
                 goto done;
             continue;
         }
