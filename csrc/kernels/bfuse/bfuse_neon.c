@@ -6,11 +6,17 @@
    bit-MACs. At these depths (K = 128..400 in a D-FSMN) the cost is in the reduction, not the steps: the 16
    byte-count vectors of a group are summed by a tree of pairwise adds (ADDP) that reduces 4 vectors at once
    and keeps bytes for as many levels as the counts fit in 8 bits (UADDLP widens to halfwords at the first
-   level that could overflow), ending with one vector of 4 outputs per row. The output transform (shared
-   with the depthwise conv) then works on 16 consecutive outputs of a row: 4 vectors, 16 sign bits.
+   level that could overflow), ending with one halfword vector per two rows. One kernel per packed depth up to
+   8 words (the steps unroll, the tree is fixed) and per output form of a D-FSMN: the threshold form compares
+   those halfwords with 16-bit thresholds directly; the float form transforms 4 outputs per vector; both gather
+   each row's 16 sign bits from weighted masks with two pairwise adds. Everything else (the last outputs of a
+   row, a last partial row tile, other forms) runs a general tile. (Counted with qemu's insn plugin, GCC 12:
+   the 1x D-FSMN's binary steps execute 0.32 M instructions, the whole network 0.38 M, from 1.12 M before.)
 
-   Depthwise conv: the input signs are expanded once to bytes (0xff = -1) and XORed with the weight bytes, 16
-   channels per operation; the byte counts widen to int32 for the output transform. */
+   Depthwise conv: the input signs are expanded once to bytes (0xff = -1) between zero rows, XORed with the
+   weight bytes (held in registers for up to 8 taps), 16 channels per operation, every tap read without a
+   test and a padded tap's contribution taken back at the few border time steps; the byte counts widen to
+   int32 for the output transform. */
 #if defined(__aarch64__)
 
 #include <arm_neon.h>
