@@ -244,20 +244,24 @@ TINY_CLASSES = ["yes", "no", "up", "_silence_", "_unknown_"]
 VARIANTS = ("1x", "0.5x", "0.25x")
 
 
-def randomise(model: DFSMN, seed: int) -> DFSMN:
-    """Non-trivial BatchNorm statistics/affines (some negative gammas) and PReLU slopes; eval mode."""
+def randomise(model: DFSMN, seed: int, negative_gammas: float = 0.2, negative_slopes: bool = False) -> DFSMN:
+    """Non-trivial BatchNorm statistics/affines (a `negative_gammas` share of negative gammas: negative binary
+    scales) and PReLU slopes (in [0.05, 0.45), or in [-0.1, 0.4) with `negative_slopes`); eval mode."""
     g = torch.Generator().manual_seed(seed)
+    low = -0.1 if negative_slopes else 0.05
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
                 n = m.num_features
                 m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
                 m.running_var.copy_(0.5 + 1.5 * torch.rand(n, generator=g))
-                flip = torch.where(torch.rand(n, generator=g) < 0.2, -1.0, 1.0)
+                flip = torch.where(torch.rand(n, generator=g) < negative_gammas, -1.0, 1.0)
                 m.weight.copy_((0.5 + torch.rand(n, generator=g)) * flip)
                 m.bias.copy_(0.2 * torch.randn(n, generator=g))
             elif isinstance(m, nn.PReLU):
-                m.weight.copy_(0.05 + 0.4 * torch.rand(m.weight.shape, generator=g))
+                m.weight.copy_(
+                    low + (0.5 if negative_slopes else 0.4) * torch.rand(m.weight.shape, generator=g)
+                )
     return model.eval()
 
 

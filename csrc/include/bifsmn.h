@@ -247,6 +247,16 @@ BIFSMN_API int bifsmn_op_get_info(const bifsmn_model *model, int index, bifsmn_o
 BIFSMN_API int bifsmn_op_run(bifsmn_model *model, int index, const float *in, const float *residual,
                              float *out, int32_t *out_int);
 
+/* ---- Profiling. bifsmn_run_* execute a plan built at load: step 0 transposes the features, step i + 1 runs op
+   i. Each step has a kind: "input", "conv2d", "linear", "dwconv1d" (full precision) or "bconv2d", "blinear",
+   "bdwconv1d" (binary, each one fused kernel that writes only what later steps read). ---- */
+BIFSMN_API int bifsmn_plan_length(const bifsmn_model *model);
+/* NULL when step is out of range. */
+BIFSMN_API const char *bifsmn_plan_step_kind(const bifsmn_model *model, int step);
+/* Runs one step alone on the model's buffers as the last run left them (step 0 reads the features of the last
+   bifsmn_run_pcm): repeating the steps of one kind measures that kind's share of a run. */
+BIFSMN_API int bifsmn_plan_run_step(bifsmn_model *model, int step);
+
 /* ---- Raw kernels of a chosen implementation, for tests and benchmarks. ---- */
 /* 1 when implementation `impl` runs on this CPU and build (cpuid is a VM exit under a hypervisor: resolve a
    kernel set once rather than asking per call). */

@@ -59,7 +59,7 @@ int bifsmn_kernels_available(bifsmn_impl impl)
     case BIFSMN_IMPL_AVX512: return f.avx512;
 #elif defined(__aarch64__)
 #if defined(BIFSMN_HAVE_BGEMM_NEON) || defined(BIFSMN_HAVE_BITPACK_NEON) || defined(BIFSMN_HAVE_SGEMM_NEON) || \
-    defined(BIFSMN_HAVE_MELSPEC_NEON)
+    defined(BIFSMN_HAVE_MELSPEC_NEON) || defined(BIFSMN_HAVE_BFUSE_NEON) || defined(BIFSMN_HAVE_SCONV_NEON)
     case BIFSMN_IMPL_NEON: return 1;
 #endif
 #endif
@@ -76,14 +76,28 @@ static void fill(bifsmn_impl impl, bifsmn_kernels *k)
     k->sgemm = bifsmn_sgemm_ref;
     k->melspec = bifsmn_melspec_ref;
     k->melspec_lanes = 1;
+    k->bpanel_words = bifsmn_bpanel_words_ref;
+    k->bpanel = bifsmn_bpanel_ref;
+    k->bgemm_fused = bifsmn_bgemm_fused_ref;
+    k->bdwconv = bifsmn_bdwconv_ref;
+    k->sconv1 = bifsmn_sconv1_ref;
 #if defined(BIFSMN_X86)
     if (impl == BIFSMN_IMPL_AVX2) {
-        *k = (bifsmn_kernels){impl, "avx2", bifsmn_bitpack_avx2, bifsmn_bgemm_avx2, bifsmn_sgemm_avx2,
-                              bifsmn_melspec_avx2, 8};
+        *k = (bifsmn_kernels){.impl = impl, .name = "avx2", .bitpack = bifsmn_bitpack_avx2,
+                              .bgemm = bifsmn_bgemm_avx2, .sgemm = bifsmn_sgemm_avx2,
+                              .melspec = bifsmn_melspec_avx2, .melspec_lanes = 8,
+                              .bpanel_words = bifsmn_bpanel_words_avx2, .bpanel = bifsmn_bpanel_avx2,
+                              .bgemm_fused = bifsmn_bgemm_fused_avx2, .bdwconv = bifsmn_bdwconv_avx2,
+                              .sconv1 = bifsmn_sconv1_avx2};
     } else if (impl == BIFSMN_IMPL_AVX512) {
-        /* A 512-bit bitpack would only save a few ns per layer: the AVX2 one is used. */
-        *k = (bifsmn_kernels){impl, "avx512", bifsmn_bitpack_avx2, bifsmn_bgemm_avx512, bifsmn_sgemm_avx512,
-                              bifsmn_melspec_avx512, 16};
+        /* A 512-bit bitpack, depthwise or first-layer conv would only save a few ns per layer: the AVX2 ones
+           are used. */
+        *k = (bifsmn_kernels){.impl = impl, .name = "avx512", .bitpack = bifsmn_bitpack_avx2,
+                              .bgemm = bifsmn_bgemm_avx512, .sgemm = bifsmn_sgemm_avx512,
+                              .melspec = bifsmn_melspec_avx512, .melspec_lanes = 16,
+                              .bpanel_words = bifsmn_bpanel_words_avx512, .bpanel = bifsmn_bpanel_avx512,
+                              .bgemm_fused = bifsmn_bgemm_fused_avx512, .bdwconv = bifsmn_bdwconv_avx2,
+                              .sconv1 = bifsmn_sconv1_avx2};
     }
 #elif defined(__aarch64__)
     if (impl == BIFSMN_IMPL_NEON) {
@@ -101,6 +115,15 @@ static void fill(bifsmn_impl impl, bifsmn_kernels *k)
 #if defined(BIFSMN_HAVE_MELSPEC_NEON)
         k->melspec = bifsmn_melspec_neon;
         k->melspec_lanes = 4;
+#endif
+#if defined(BIFSMN_HAVE_BFUSE_NEON)
+        k->bpanel_words = bifsmn_bpanel_words_neon;
+        k->bpanel = bifsmn_bpanel_neon;
+        k->bgemm_fused = bifsmn_bgemm_fused_neon;
+        k->bdwconv = bifsmn_bdwconv_neon;
+#endif
+#if defined(BIFSMN_HAVE_SCONV_NEON)
+        k->sconv1 = bifsmn_sconv1_neon;
 #endif
     }
 #else

@@ -4,10 +4,12 @@
 
 #include <stddef.h>
 
+#include "bfuse/bfuse.h"
 #include "bgemm/bgemm.h"
 #include "bifsmn.h"
 #include "bitpack/bitpack.h"
 #include "melspec/melspec.h"
+#include "sconv/sconv.h"
 #include "sgemm/sgemm.h"
 
 typedef struct {
@@ -18,6 +20,11 @@ typedef struct {
     bifsmn_sgemm_fn sgemm;
     bifsmn_melspec_fn melspec;
     int melspec_lanes; /* the plan layout melspec expects (bifsmn_melspec_init) */
+    bifsmn_bpanel_words_fn bpanel_words;
+    bifsmn_bpanel_fn bpanel;
+    bifsmn_bgemm_fused_fn bgemm_fused;
+    bifsmn_bdwconv_fn bdwconv;
+    bifsmn_sconv1_fn sconv1;
 } bifsmn_kernels;
 
 /* 1 when `impl` (not AUTO) can run on this CPU and was built in. */

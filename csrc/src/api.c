@@ -31,6 +31,7 @@ void bifsmn_free(bifsmn_model *m)
     free(m->class_names);
     free(m->variant);
     bifsmn_frontend_free(m->frontend);
+    bifsmn_plan_free(m);
     if (m->ops) {
         for (int i = 0; i < m->num_ops; i++) {
             bifsmn_op *op = &m->ops[i];
@@ -40,7 +41,6 @@ void bifsmn_free(bifsmn_model *m)
             bifsmn_dealloc(op->b);
             bifsmn_dealloc(op->slope);
             bifsmn_dealloc(op->corr);
-            bifsmn_dealloc(op->wsign);
         }
         free(m->ops);
     }
@@ -48,7 +48,6 @@ void bifsmn_free(bifsmn_model *m)
         bifsmn_dealloc(m->slots[s]);
     bifsmn_dealloc(m->cols);
     bifsmn_dealloc(m->bits);
-    bifsmn_dealloc(m->ints);
     bifsmn_dealloc(m->features);
     free(m);
 }

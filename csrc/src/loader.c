@@ -290,11 +290,11 @@ static int parse_op(errsink *e, bifsmn_model *m, cursor *c, int i, slot_state *s
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
-/* Slots and scratch, each sized for the largest op that uses it. */
+/* Slots and the scratch of the standalone op runs, each sized for the largest op that uses it. */
 static int allocate_buffers(errsink *e, bifsmn_model *m)
 {
     size_t slot_elems[BIFSMN_MAX_SLOTS] = {0};
-    size_t cols = 1, bits = 1, ints = 1;
+    size_t cols = 1, bits = 1;
     slot_elems[0] = (size_t)m->n_mels * m->n_frames;
     for (int i = 0; i < m->num_ops; i++) {
         const bifsmn_op *op = &m->ops[i];
@@ -302,19 +302,16 @@ static int allocate_buffers(errsink *e, bifsmn_model *m)
         if (op->type == BIFSMN_OP_CONV2D && !op->binary)
             cols = max_sz(cols, (size_t)op->M * op->K);
         if (op->binary) {
-            size_t words = (size_t)op->M * op->kwords;
+            size_t words = (size_t)op->M * op->kwords; /* the packed input; dwconv: kwords per time step */
             if (op->type == BIFSMN_OP_CONV2D)
                 words += (size_t)op->w_in * (((size_t)op->h_in * op->c_in + 63) / 64);
-            else if (op->type == BIFSMN_OP_DWCONV1D)
-                words = ((size_t)op->M * op->N + 7) / 8;
             bits = max_sz(bits, words);
-            ints = max_sz(ints, (size_t)op->M * op->N);
         }
     }
-    uint64_t total = 4 * ((uint64_t)cols + ints + slot_elems[0]) + 8 * (uint64_t)bits;
+    uint64_t total = 4 * ((uint64_t)cols + slot_elems[0]) + 8 * (uint64_t)bits;
     for (int i = 0; i < m->num_ops; i++)
-        if (m->ops[i].binary && m->ops[i].type != BIFSMN_OP_LINEAR)
-            total += 4 * (uint64_t)m->ops[i].M * m->ops[i].N; /* conv corrections, dwconv weight bytes */
+        if (m->ops[i].binary && m->ops[i].type == BIFSMN_OP_CONV2D)
+            total += 4 * (uint64_t)m->ops[i].M * m->ops[i].N; /* conv corrections */
     for (int s = 0; s < m->num_slots; s++)
         total += 4 * (uint64_t)slot_elems[s];
     if (total > MAX_BUFFER_BYTES)
@@ -325,22 +322,15 @@ static int allocate_buffers(errsink *e, bifsmn_model *m)
             return fail(e, BIFSMN_ERR_NOMEM, "out of memory");
     m->cols = bifsmn_alloc(4 * cols);
     m->bits = bifsmn_alloc(8 * bits);
-    m->ints = bifsmn_alloc(4 * ints);
     m->features = bifsmn_alloc(4 * slot_elems[0]);
-    if (!m->cols || !m->bits || !m->ints || !m->features)
+    if (!m->cols || !m->bits || !m->features)
         return fail(e, BIFSMN_ERR_NOMEM, "out of memory");
+    memset(m->features, 0, 4 * slot_elems[0]);
     for (int i = 0; i < m->num_ops; i++) {
         bifsmn_op *op = &m->ops[i];
-        if (op->type == BIFSMN_OP_CONV2D && op->binary) {
+        if (op->type == BIFSMN_OP_CONV2D && op->binary)
             if (!(op->corr = bifsmn_alloc(4 * (size_t)op->M * op->N)) || bifsmn_binary_conv_correction(op) != 0)
                 return fail(e, BIFSMN_ERR_NOMEM, "out of memory");
-        } else if (op->type == BIFSMN_OP_DWCONV1D && op->binary) {
-            if (!(op->wsign = bifsmn_alloc((size_t)op->taps * op->N)))
-                return fail(e, BIFSMN_ERR_NOMEM, "out of memory");
-            for (int k = 0; k < op->taps; k++)
-                for (int c = 0; c < op->N; c++)
-                    op->wsign[(size_t)k * op->N + c] = (op->wb[(size_t)k * op->kwords + c / 64] >> (c % 64)) & 1;
-        }
     }
     return BIFSMN_OK;
 }
@@ -433,7 +423,11 @@ static int parse_payload(errsink *e, bifsmn_model *m, cursor *c, bifsmn_impl ker
     if (elems3(last->out_shape) != (size_t)m->num_classes || last->out_shape[2] != m->num_classes)
         return fail(e, BIFSMN_ERR_FORMAT, "the last op outputs (%d, %d, %d), not the %d class scores",
                     last->out_shape[0], last->out_shape[1], last->out_shape[2], m->num_classes);
-    return allocate_buffers(e, m);
+    if ((rc = allocate_buffers(e, m)) != BIFSMN_OK)
+        return rc;
+    if (bifsmn_plan_build(m) != BIFSMN_OK)
+        return fail(e, BIFSMN_ERR_NOMEM, "out of memory");
+    return BIFSMN_OK;
 }
 
 int bifsmn_load_memory(const void *data, size_t size, bifsmn_impl kernel, bifsmn_model **out, char *msg,

@@ -16,7 +16,7 @@ static int check_failures;
         }                                                                                                             \
     } while (0)
 
-static int check_report(const char *name)
+static inline int check_report(const char *name)
 {
     if (check_failures)
         fprintf(stderr, "%s: %d check(s) failed\n", name, check_failures);
@@ -26,7 +26,7 @@ static int check_report(const char *name)
 }
 
 /* xorshift64*: deterministic test data without libc rand's global state. */
-static unsigned long long rng_next(unsigned long long *s)
+static inline unsigned long long rng_next(unsigned long long *s)
 {
     *s ^= *s >> 12;
     *s ^= *s << 25;
@@ -34,7 +34,7 @@ static unsigned long long rng_next(unsigned long long *s)
     return *s * 2685821657736338717ULL;
 }
 
-static float rng_float(unsigned long long *s) /* uniform in [-1, 1) */
+static inline float rng_float(unsigned long long *s) /* uniform in [-1, 1) */
 {
     return (float)((double)(rng_next(s) >> 11) / 4503599627370496.0 - 1.0);
 }

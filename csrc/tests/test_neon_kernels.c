@@ -1,9 +1,11 @@
-/* The NEON kernels against the portable references, aimed at what is specific to them:
+/* The NEON kernels against the portable references, aimed at what is specific to them (test_kernels.c compares
+   every kernel on random and edge shapes):
    - bgemm: the 8-bit (31 steps of 128 bits) and 16-bit (4092 steps) accumulator limits, hit with the worst
      case (every bit differs, so every byte and halfword lane grows as fast as it can), K far beyond 16 bits,
      odd word counts, and 2x4 tiles cut by M and N;
    - every kernel: operands placed right before an inaccessible page, so a load past the last row (the
-     pipelined loops load ahead) or a store past the last output faults instead of passing silently. */
+     pipelined loops load ahead) or a store past the last output faults instead of passing silently; the fused
+     kernels' activations, weights, transform arrays (their padding included) and outputs likewise. */
 #define _DEFAULT_SOURCE /* mmap, MAP_ANONYMOUS */
 #include <math.h>
 #include <stdint.h>
@@ -12,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "bfuse/bfuse.h"
 #include "bgemm/bgemm.h"
 #include "bitpack/bitpack.h"
 #include "check.h"
@@ -150,8 +153,90 @@ static void test_bitpack(void)
         }
 }
 
+/* n floats (padded to a multiple of 16 with zeros, as the fused kernels' contract says) ending at a guard page. */
+static float *guarded_floats(int n, unsigned long long *seed)
+{
+    const int np = (n + 15) / 16 * 16;
+    float *p = guarded(sizeof(float) * (size_t)np);
+    for (int i = 0; i < np; i++)
+        p[i] = i < n ? rng_float(seed) : 0.0f;
+    return p;
+}
+
+static void test_fused_guards(void)
+{
+    unsigned long long seed = 0x082efa98ec4e6c89ULL;
+    static const int shapes[][3] = {{1, 16, 128}, {4, 16, 64}, {5, 33, 200}, {8, 48, 256}, {3, 7, 400}, {2, 20, 70}};
+    for (int i = 0; i < LEN(shapes); i++)
+        for (int thr = 0; thr <= 1; thr++) {
+            const int M = shapes[i][0], N = shapes[i][1], K = shapes[i][2], kw = (K + 63) / 64;
+            const size_t ab = 8 * (size_t)M * kw, pb = 8 * bifsmn_bpanel_words_neon(N, K), wb = 8 * (size_t)N * kw;
+            const size_t ob = 4 * (size_t)M * N, bb = 8 * (size_t)M * ((N + 63) / 64);
+            uint64_t *a = guarded(ab), *w = malloc(wb), *panel = guarded(pb), *bits = guarded(bb);
+            float *out = guarded(ob), *res = guarded(ob), *want = malloc(ob);
+            int32_t *t = guarded(4 * (size_t)N);
+            uint64_t *want_bits = malloc(bb), *ref_panel = malloc(wb);
+            fill_bits(a, M, K, 0, RANDOM, &seed);
+            fill_bits(w, N, K, 0, RANDOM, &seed);
+            for (int j = 0; j < M * N; j++)
+                res[j] = rng_float(&seed);
+            for (int j = 0; j < N; j++)
+                t[j] = (int)(rng_next(&seed) % (unsigned)(K + 1));
+            float *scale = guarded_floats(N, &seed), *shift = guarded_floats(N, &seed), *slope = guarded_floats(N, &seed);
+            bifsmn_bout o = {.N = N, .scale = scale, .shift = shift, .slope = slope, .res = thr ? NULL : res,
+                             .out = thr ? NULL : out, .thr = thr ? t : NULL, .bits = bits, .group = 1,
+                             .stride = (N + 63) / 64};
+            bifsmn_bpanel_neon(w, N, K, panel);
+            bifsmn_bpanel_ref(w, N, K, ref_panel);
+            memset(bits, 0, bb);
+            memset(want_bits, 0, bb);
+            void *scratch = malloc(BIFSMN_BGEMM_SCRATCH(K));
+            bifsmn_bgemm_fused_neon(a, panel, M, K, &o, scratch);
+            bifsmn_bout r = o;
+            r.out = thr ? NULL : want, r.bits = want_bits;
+            bifsmn_bgemm_fused_ref(a, ref_panel, M, K, &r, scratch);
+            CHECK(memcmp(bits, want_bits, bb) == 0 && (thr || memcmp(out, want, ob) == 0),
+                  "guarded bgemm_fused_neon differs at M=%d N=%d K=%d thr=%d", M, N, K, thr);
+            release(a, ab), release(panel, pb), release(bits, bb), release(out, ob), release(res, ob);
+            release(t, 4 * (size_t)N), free(w), free(want), free(want_bits), free(ref_panel), free(scratch);
+            const size_t fb = sizeof(float) * (size_t)(N + 15) / 16 * 16;
+            release(scale, fb), release(shift, fb), release(slope, fb);
+        }
+    /* depthwise: input rows, weight bytes, residual and outputs at guard pages */
+    static const int dw[][3] = {{8, 128, 5}, {5, 16, 3}, {3, 33, 5}, {1, 64, 1}};
+    for (int i = 0; i < LEN(dw); i++) {
+        const int T = dw[i][0], C = dw[i][1], taps = dw[i][2], cw = (C + 63) / 64, stride = cw * 64;
+        const size_t xb = 8 * (size_t)T * cw, wnb = (size_t)taps * stride, ob = 4 * (size_t)T * C, bb = xb;
+        uint64_t *x = guarded(xb), *bits = guarded(bb), *want_bits = malloc(bb);
+        uint8_t *wneg = guarded(wnb);
+        float *res = guarded(ob), *out = guarded(ob), *want = malloc(ob);
+        fill_bits(x, T, C, 0, RANDOM, &seed);
+        for (size_t j = 0; j < wnb; j++)
+            wneg[j] = (int)(j % stride) < C && rng_next(&seed) % 2 ? 0xff : 0;
+        for (int j = 0; j < T * C; j++)
+            res[j] = rng_float(&seed);
+        float *scale = guarded_floats(C, &seed), *shift = guarded_floats(C, &seed), *slope = guarded_floats(C, &seed);
+        const bifsmn_bout o = {.N = C, .scale = scale, .shift = shift, .slope = slope, .res = res, .out = out,
+                               .bits = bits, .group = 1, .stride = cw};
+        bifsmn_bout r = o;
+        r.out = want, r.bits = want_bits;
+        memset(bits, 0, bb);
+        memset(want_bits, 0, bb);
+        void *scratch = malloc(BIFSMN_BDWCONV_SCRATCH(T, C, taps, 1));
+        bifsmn_bdwconv_neon(x, wneg, T, taps, 1, (taps - 1) / 2, &o, scratch);
+        bifsmn_bdwconv_ref(x, wneg, T, taps, 1, (taps - 1) / 2, &r, scratch);
+        CHECK(memcmp(bits, want_bits, bb) == 0 && memcmp(out, want, ob) == 0,
+              "guarded bdwconv_neon differs at T=%d C=%d taps=%d", T, C, taps);
+        release(x, xb), release(bits, bb), release(wneg, wnb), release(res, ob), release(out, ob);
+        free(want_bits), free(want), free(scratch);
+        const size_t fb = sizeof(float) * (size_t)(C + 15) / 16 * 16;
+        release(scale, fb), release(shift, fb), release(slope, fb);
+    }
+}
+
 int main(void)
 {
+    test_fused_guards();
     test_bgemm();
     test_sgemm();
     test_bitpack();

@@ -18,6 +18,7 @@ static const char usage[] =
     "                    [--rearm R] [--min-count N] [--edge audio|reflect] [--posteriors] MODEL.bfsm FILE.wav|-\n"
     "       bifsmn-infer --bench N [--warmup W] [--bench-path both|net|e2e] [--kernel K] MODEL.bfsm CLIP.wav\n"
     "       bifsmn-infer --bench N --stream [--bench-seconds S] [stream options] MODEL.bfsm CLIP.wav\n"
+    "       bifsmn-infer --profile N [--warmup W] [--profile-kind KIND] [--kernel K] MODEL.bfsm CLIP.wav\n"
     "Clips must be 16-bit PCM mono at the model's sample rate; shorter clips are zero-padded at the end and\n"
     "longer ones truncated to the model's clip length. Scores are softmax probabilities (logits in --json).\n"
     "--stream reads a WAV file of any length, or raw 16-bit little-endian mono PCM from standard input (-), e.g.\n"
@@ -32,6 +33,11 @@ static const char usage[] =
     "--stream, each run pushes S seconds (default 10) of the clip, tiled, a hop at a time through a reset stream\n"
     "(stream_ns wall, stream_cpu_ns this thread's CPU time per round; cpu_ns_per_hop and real_time_factor\n"
     "from their median).\n"
+    "--profile N times, N times each, the network and every kind of step of its plan alone (input, conv2d,\n"
+    "linear, dwconv1d, and bconv2d, blinear, bdwconv1d for binary ones; all the steps of a kind per run) on the\n"
+    "clip's buffers, alternating, and prints one JSON object: net_ns and, per kind, its step count and ns.\n"
+    "--profile-kind KIND runs only that kind's steps, N times (to count instructions per kind under an\n"
+    "emulator: the difference between two N is what one run of those steps executes).\n"
     "Exit status: 0 all clips classified (or the stream ended), 1 a clip, the input or the model failed,\n"
     "2 bad arguments.\n";
 
@@ -140,10 +146,102 @@ done:
     return status;
 }
 
+/* --profile: the network, then each kind of plan step alone, N times each, alternating run by run. The steps of
+   a kind run in plan order on the buffers the clip's own run left, so they see realistic data. */
+static int profile(bifsmn_model *model, const char *model_path, const char *clip, long runs, long warmup,
+                   const char *only)
+{
+    enum { MAX_KINDS = 16 };
+    char msg[512];
+    const char *kinds[MAX_KINDS];
+    int nkinds = 0, status = 1;
+    const int steps = bifsmn_plan_length(model);
+    int *kind_of = malloc(sizeof(int) * (size_t)(steps > 0 ? steps : 1)); /* each step's kind index, -1: not timed */
+    if (!kind_of) {
+        fprintf(stderr, "bifsmn-infer: out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < steps; i++) {
+        const char *k = bifsmn_plan_step_kind(model, i);
+        int j = 0;
+        while (j < nkinds && strcmp(kinds[j], k) != 0)
+            j++;
+        if (j == nkinds && nkinds < MAX_KINDS && (!only || strcmp(only, k) == 0))
+            kinds[nkinds++] = k;
+        kind_of[i] = j < nkinds ? j : -1;
+    }
+    if (only && nkinds == 0) {
+        fprintf(stderr, "bifsmn-infer: %s has no step of kind '%s'\n", model_path, only);
+        free(kind_of);
+        return 2;
+    }
+    const size_t n = (size_t)bifsmn_num_samples(model), nc = (size_t)bifsmn_num_classes(model);
+    const size_t nf = (size_t)bifsmn_num_mels(model) * (size_t)bifsmn_num_frames(model);
+    int16_t *pcm = malloc(sizeof(int16_t) * n);
+    float *features = malloc(sizeof(float) * nf), *scores = malloc(sizeof(float) * nc);
+    int64_t *net = calloc((size_t)runs, sizeof(int64_t)), *ns = calloc((size_t)runs * MAX_KINDS, sizeof(int64_t));
+    if (!pcm || !features || !scores || !net || !ns) {
+        fprintf(stderr, "bifsmn-infer: out of memory for %ld runs\n", runs);
+        goto done;
+    }
+    if (load_clip(model, clip, pcm, msg, sizeof msg) != 0) {
+        fprintf(stderr, "bifsmn-infer: %s: %s\n", clip, msg);
+        goto done;
+    }
+    int rc = bifsmn_features_pcm(model, pcm, n, features, nf);
+    if (rc == BIFSMN_OK)
+        rc = bifsmn_run_pcm(model, pcm, n, scores, nc); /* the features step 0 replays */
+    for (long i = -warmup; i < runs && rc == BIFSMN_OK; i++) {
+        if (!only) {
+            const int64_t t0 = now_ns();
+            rc = bifsmn_run_features(model, features, nf, scores, nc);
+            if (i >= 0)
+                net[i] = now_ns() - t0;
+        }
+        for (int k = 0; k < nkinds; k++) {
+            const int64_t t0 = now_ns();
+            for (int s = 0; s < steps; s++)
+                if (kind_of[s] == k)
+                    bifsmn_plan_run_step(model, s);
+            if (i >= 0)
+                ns[(size_t)k * runs + i] = now_ns() - t0;
+        }
+    }
+    if (rc != BIFSMN_OK) {
+        fprintf(stderr, "bifsmn-infer: %s: %s\n", model_path, bifsmn_strerror(rc));
+        goto done;
+    }
+    print_bench_header(model, model_path, clip, warmup, runs);
+    if (!only)
+        print_times("net_ns", net, runs);
+    printf(", \"kinds\": {");
+    for (int k = 0; k < nkinds; k++) {
+        int count = 0;
+        for (int s = 0; s < steps; s++)
+            count += kind_of[s] == k;
+        printf("%s", k ? ", " : "");
+        json_string(kinds[k]);
+        printf(": {\"steps\": %d", count);
+        print_times("ns", ns + (size_t)k * runs, runs);
+        printf("}");
+    }
+    printf("}}\n");
+    status = 0;
+done:
+    free(kind_of);
+    free(pcm);
+    free(features);
+    free(scores);
+    free(net);
+    free(ns);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     int top = 3, json = 0, first = 1, paths = BENCH_NET | BENCH_E2E;
-    long runs = 0, warmup = 10;
+    long runs = 0, warmup = 10, profile_runs = 0;
+    const char *profile_kind = NULL;
     bifsmn_impl kernel = BIFSMN_IMPL_AUTO;
     stream_options stream;
     stream_options_init(&stream);
@@ -175,6 +273,13 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bifsmn-infer: --bench needs a positive integer, got '%s'\n", argv[first]);
                 return 2;
             }
+        } else if (strcmp(opt, "--profile") == 0 && first + 1 < argc) {
+            if ((profile_runs = parse_count(argv[++first], 100000000)) < 1) {
+                fprintf(stderr, "bifsmn-infer: --profile needs a positive integer, got '%s'\n", argv[first]);
+                return 2;
+            }
+        } else if (strcmp(opt, "--profile-kind") == 0 && first + 1 < argc) {
+            profile_kind = argv[++first];
         } else if (strcmp(opt, "--warmup") == 0 && first + 1 < argc) {
             if ((warmup = parse_count(argv[++first], 100000000)) < 0) {
                 fprintf(stderr, "bifsmn-infer: --warmup needs a non-negative integer, got '%s'\n", argv[first]);
@@ -204,6 +309,14 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
+    if (profile_kind && profile_runs == 0) {
+        fprintf(stderr, "bifsmn-infer: --profile-kind needs --profile N\n");
+        return 2;
+    }
+    if (profile_runs > 0 && (stream.enabled || runs > 0)) {
+        fprintf(stderr, "bifsmn-infer: --profile goes without --bench and --stream\n");
+        return 2;
+    }
     char msg[512];
     bifsmn_model *model = NULL;
     const int rc = bifsmn_load_file(argv[first], kernel, &model, msg, sizeof msg);
@@ -216,8 +329,9 @@ int main(int argc, char **argv)
         bifsmn_free(model);
         return status;
     }
-    if (runs > 0) {
-        const int status = bench(model, argv[first], argv[first + 1], runs, warmup, paths);
+    if (runs > 0 || profile_runs > 0) {
+        const int status = runs > 0 ? bench(model, argv[first], argv[first + 1], runs, warmup, paths)
+                                    : profile(model, argv[first], argv[first + 1], profile_runs, warmup, profile_kind);
         bifsmn_free(model);
         return status;
     }

@@ -6,7 +6,7 @@
  * in-order cores (Cortex-A53/A55) retire in order: a load issued behind a 10-cycle FMLA waits for
  * it. After the loop, a pairwise-add tree turns each row's four accumulators into one vector of
  * four outputs (a leftover 4-float step runs in the same asm); the K % 4 remainder is added per
- * output in the C caller. */
+ * output in the C caller. Fewer than 4 rows take a one-row loop (sgemm_neon_rows). */
 #if defined(__aarch64__)
 
 #include <arm_neon.h>
@@ -82,8 +82,48 @@ static inline void sgemm_neon_tile_4x4(const float *const a[4], const float *con
           "v25", "v26", "v27", "v28", "v29", "v30", "v31");
 }
 
+/* Fewer than 4 rows (a classifier's M = 1): one row against 8 weight rows at a time, where the 4x4 tile would
+   compute every product 4 times. Partial groups repeat their last weight row; only valid outputs are stored. */
+static void sgemm_neon_rows(const float *a, const float *w, const float *bias, float *c, int M, int N, int K)
+{
+    for (int m = 0; m < M; m++) {
+        const float *am = a + (size_t)m * K;
+        for (int n = 0; n < N; n += 8) {
+            const int nr = N - n < 8 ? N - n : 8;
+            const float *wr[8];
+            for (int j = 0; j < 8; j++)
+                wr[j] = w + (size_t)(n + (j < nr ? j : nr - 1)) * (size_t)K;
+            float32x4_t acc[8];
+            for (int j = 0; j < 8; j++)
+                acc[j] = vdupq_n_f32(0.0f);
+            int k = 0;
+            for (; k + 4 <= K; k += 4) {
+                const float32x4_t x = vld1q_f32(am + k);
+                for (int j = 0; j < 8; j++)
+                    acc[j] = vfmaq_f32(acc[j], x, vld1q_f32(wr[j] + k));
+            }
+            /* (sum of acc[0]), ..., (sum of acc[7]) by a pairwise-add tree */
+            float32x4_t lo = vpaddq_f32(vpaddq_f32(acc[0], acc[1]), vpaddq_f32(acc[2], acc[3]));
+            float32x4_t hi = vpaddq_f32(vpaddq_f32(acc[4], acc[5]), vpaddq_f32(acc[6], acc[7]));
+            float sums[8];
+            vst1q_f32(sums, lo);
+            vst1q_f32(sums + 4, hi);
+            for (int j = 0; j < nr; j++) {
+                float v = sums[j];
+                for (int kk = k; kk < K; kk++)
+                    v += am[kk] * wr[j][kk];
+                c[(size_t)m * N + n + j] = v + (bias ? bias[n + j] : 0.0f);
+            }
+        }
+    }
+}
+
 void bifsmn_sgemm_neon(const float *a, const float *w, const float *bias, float *c, int M, int N, int K)
 {
+    if (M < 4) {
+        sgemm_neon_rows(a, w, bias, c, M, N, K);
+        return;
+    }
     /* Partial tiles repeat their last valid row; only valid outputs are stored. */
     for (int m = 0; m < M; m += 4) {
         const int mr = M - m < 4 ? M - m : 4;
