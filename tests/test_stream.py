@@ -3,6 +3,7 @@
 hop 512, 32 frames):
 
 - the same events and posteriors for pushes of 1, 7, 512 and all samples, in both edge modes;
+- finish evaluates the end of the audio (a window only it runs fires), exactly as pushing silence would;
 - every run's posteriors are the softmax of the network's scores on the features the stream holds;
 - the incremental features equal the clip front end's where a frame does not reach past the window (all of them
   with edge="reflect");
@@ -71,11 +72,13 @@ def signal(seconds: float = 6.0, seed: int = 0) -> np.ndarray:
     return np.clip(x * 32767, -32768, 32767).astype(np.int16)
 
 
-def run_stream(engine: Engine, x: np.ndarray, chunk: int | None, **kwargs) -> Stream:
+def run_stream(engine: Engine, x: np.ndarray, chunk: int | None, finish: bool = False, **kwargs) -> Stream:
     s = Stream(engine, posteriors=True, **kwargs)
     step = chunk or x.size
     for i in range(0, x.size, step):
         s.push(x[i : i + step])
+    if finish:
+        s.finish()
     return s
 
 
@@ -94,6 +97,36 @@ def test_same_events_and_posteriors_whatever_the_chunking(engine, edge):
         np.testing.assert_array_equal(
             np.stack([p for _, p in part.posteriors]), np.stack([p for _, p in whole.posteriors])
         )
+
+
+def test_finish_evaluates_the_end_of_the_audio(engine):
+    """3 s of silence ending in a 0.3-s noise burst: the random model's "no" passes 0.6 only in a window that
+    reaches past the audio, so it fires only when the stream is finished; finish equals pushing silence, runs
+    up to the first window ending half a clip past the audio, and does not depend on the chunking."""
+    rng = np.random.default_rng(0)
+    x = np.zeros(3 * RATE, np.int16)
+    x[-4800:] = np.clip(0.3 * rng.standard_normal(4800) * 32767, -32768, 32767).astype(np.int16)
+    only_no = DetectorSettings(thresholds={"no": 0.6}, average_ms=0.0)
+    s = run_stream(engine, x, None, detector=only_no)
+    assert s.events == [] and s.posteriors[-1][0] <= x.size - s.latency
+    pushed = len(s.posteriors)
+    fired = s.finish()
+    assert [e.keyword for e in fired] == ["no"] and fired[0].time > x.size
+    times = [t for t, _ in s.posteriors]
+    assert times[-1] >= x.size + CLIP // 2 > times[-2] and len(times) > pushed
+    assert s.position == x.size and s.finish() == [] and len(s.posteriors) == len(times)
+    with pytest.raises(UserError, match="stream push: "):
+        s.push(x[:10])
+    # the same as pushing the silence, and as finishing after pushes of 7 samples
+    silent = run_stream(engine, np.concatenate([x, np.zeros(CLIP, np.int16)]), None, detector=only_no)
+    assert silent.events == s.events
+    np.testing.assert_array_equal(
+        np.stack([p for _, p in silent.posteriors[: len(times)]]), np.stack([p for _, p in s.posteriors])
+    )
+    pieces = run_stream(engine, x, 7, finish=True, detector=only_no)
+    assert pieces.events == s.events and [t for t, _ in pieces.posteriors] == times
+    s.reset()
+    assert s.push(x) == [] and s.position == x.size
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -201,7 +234,8 @@ def lines(out: bytes) -> list[dict]:
 def test_cli_on_a_file_and_on_a_pipe_gives_the_bindings_events(engine, model_path, tmp_path):
     x = signal(5.0, seed=2)
     wav = write_wav(tmp_path / "long.wav", x)
-    want = run_stream(engine, x, None, detector=BUSY, stride=2).events
+    finished = run_stream(engine, x, None, finish=True, detector=BUSY, stride=2)
+    want = finished.events  # the end of the input finishes the stream
     assert len(want) >= 3
     done = infer("--stream", *BUSY_ARGS, model_path, wav)
     assert done.returncode == 0 and done.stderr == b"", done.stderr
@@ -227,9 +261,8 @@ def test_cli_on_a_file_and_on_a_pipe_gives_the_bindings_events(engine, model_pat
     assert out == done.stdout
     posteriors = lines(infer("--stream", "--posteriors", *BUSY_ARGS, model_path, wav).stdout)
     runs = [p for p in posteriors if "posteriors" in p]
-    assert len(runs) == len(range(2 * HOP, x.size + 1, 2 * HOP)) and set(runs[0]["posteriors"]) == set(
-        CLASSES
-    )
+    assert [round(p["time"] * RATE) for p in runs] == [t for t, _ in finished.posteriors]
+    assert runs[-1]["time"] * RATE >= x.size + CLIP // 2 and set(runs[0]["posteriors"]) == set(CLASSES)
     assert len(posteriors) - len(runs) == len(want)
 
 

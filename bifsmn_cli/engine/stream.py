@@ -74,6 +74,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
         ],
     ),
     "bifsmn_stream_push": (ctypes.c_int, [ctypes.c_void_p, _i16p, ctypes.c_size_t]),
+    "bifsmn_stream_finish": (ctypes.c_int, [ctypes.c_void_p]),
     "bifsmn_stream_reset": (ctypes.c_int, [ctypes.c_void_p]),
     "bifsmn_stream_free": (None, [ctypes.c_void_p]),
     "bifsmn_stream_position": (ctypes.c_int64, [ctypes.c_void_p]),
@@ -95,6 +96,18 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
         ctypes.c_int,
         [ctypes.c_void_p, ctypes.c_int64, _f32p, ctypes.c_size_t, ctypes.POINTER(_Event)],
     ),
+    "bifsmn_detector_run": (
+        ctypes.c_int,
+        [
+            ctypes.c_void_p,
+            np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS"),
+            _f32p,
+            ctypes.c_size_t,
+            ctypes.c_size_t,
+            ctypes.POINTER(_Event),
+            ctypes.c_size_t,
+        ],
+    ),
     "bifsmn_detector_reset": (None, [ctypes.c_void_p]),
     "bifsmn_detector_free": (None, [ctypes.c_void_p]),
 }
@@ -113,6 +126,13 @@ def _declare(engine: Engine) -> ctypes.CDLL:
             fn.restype, fn.argtypes = res, args
         c._bifsmn_stream_declared = True
     return c
+
+
+def default_stride(engine: Engine) -> int:
+    """BIFSMN_DEFAULT_STRIDE, as the engine library defines it."""
+    cfg = _StreamConfig()
+    _declare(engine).bifsmn_stream_config_default(ctypes.byref(cfg))
+    return int(cfg.stride)
 
 
 @dataclass(frozen=True)
@@ -169,13 +189,14 @@ def _created(rc: int, msg: ctypes.Array, what: str) -> None:
 
 class Stream:
     """Continuous PCM -> events through the C engine. push() may take any number of samples: the events and
-    posteriors do not depend on how the audio is cut. Not thread-safe, like the Engine it runs on."""
+    posteriors do not depend on how the audio is cut; finish() evaluates the end of the audio. Not thread-safe,
+    like the Engine it runs on. `stride` None is the engine's default (BIFSMN_DEFAULT_STRIDE)."""
 
     def __init__(
         self,
         engine: Engine,
         detector: DetectorSettings | None = None,
-        stride: int = 4,
+        stride: int | None = None,
         edge: str = "audio",
         posteriors: bool = False,
     ) -> None:
@@ -190,7 +211,9 @@ class Stream:
         self._on_posteriors = _POSTERIORS_FN(self._posterior)
         cfg = _StreamConfig()
         self.c.bifsmn_stream_config_default(ctypes.byref(cfg))
-        cfg.stride, cfg.edge_frames = stride, EDGE_MODES[edge]
+        if stride is not None:
+            cfg.stride = stride
+        cfg.edge_frames = EDGE_MODES[edge]
         cfg.detector, per_class = (detector or DetectorSettings())._c(engine)  # per_class lives until create
         cfg.on_event, cfg.on_posteriors = self._on_event, self._on_posteriors
         msg = ctypes.create_string_buffer(512)
@@ -198,6 +221,7 @@ class Stream:
             engine._handle(), ctypes.byref(cfg), ctypes.byref(self._h), msg, len(msg)
         )
         _created(rc, msg, f"{engine.source}: stream settings")
+        self.stride = int(cfg.stride)
         self.hop = self.c.bifsmn_stream_hop(self._h)
         self.latency = self.c.bifsmn_stream_latency(self._h)
 
@@ -231,6 +255,14 @@ class Stream:
         self.engine.lib.check(self.c.bifsmn_stream_push(self._stream(), x, x.size), "stream push")
         return self.events[before:]
 
+    def finish(self) -> list[Event]:
+        """The end of the audio: the stream runs on over appended silence until a window ends half a clip past
+        the last sample (bifsmn_stream_finish), so a keyword at the very end fires; returns the events this
+        produced. Afterwards push() refuses samples until reset(); a second finish() does nothing."""
+        before = len(self.events)
+        self.engine.lib.check(self.c.bifsmn_stream_finish(self._stream()), "stream finish")
+        return self.events[before:]
+
     @property
     def position(self) -> int:
         return int(self.c.bifsmn_stream_position(self._stream()))
@@ -262,11 +294,16 @@ class Stream:
 
 
 class Detector:
-    """The stream's posterior rule alone, with runs `stride` hops apart on the engine's front end."""
+    """The stream's posterior rule alone, with runs `stride` hops apart on the engine's front end (None: the
+    engine's default stride, as Stream)."""
 
-    def __init__(self, engine: Engine, detector: DetectorSettings | None = None, stride: int = 4) -> None:
+    def __init__(
+        self, engine: Engine, detector: DetectorSettings | None = None, stride: int | None = None
+    ) -> None:
         self._h = ctypes.c_void_p()
         self.engine, self.c = engine, _declare(engine)
+        if stride is None:
+            stride = default_stride(engine)
         cfg, per_class = (detector or DetectorSettings())._c(engine)
         msg = ctypes.create_string_buffer(512)
         rc = self.c.bifsmn_detector_create(
@@ -276,21 +313,18 @@ class Detector:
 
     def run(self, times: Any, posteriors: Any) -> list[Event]:
         """Events of a posterior sequence (runs x classes) at the given times (samples), from a reset state."""
-        self.c.bifsmn_detector_reset(self._h)
         p = np.ascontiguousarray(posteriors, dtype=np.float32)
-        if p.ndim != 2 or p.shape[1] != self.engine.num_classes or len(times) != len(p):
+        t = np.ascontiguousarray(times, dtype=np.int64)
+        if p.ndim != 2 or p.shape[1] != self.engine.num_classes or t.shape != (len(p),):
             raise UserError(
-                f"detector: expected ({len(times)}, {self.engine.num_classes}) posteriors, got {p.shape}"
+                f"detector: expected ({len(t)}, {self.engine.num_classes}) posteriors, got {p.shape}"
             )
-        events, ev = [], _Event()
-        for t, row in zip(times, p, strict=True):
-            rc = self.c.bifsmn_detector_step(self._h, int(t), row, row.size, ctypes.byref(ev))
-            if rc < 0:
-                self.engine.lib.check(rc, "detector step")
-            if rc == 1:
-                name = self.engine.classes[ev.keyword]
-                events.append(Event(ev.time, name, float(ev.score), ev.time / self.engine.sample_rate))
-        return events
+        out = (_Event * max(1, len(p)))()  # at most one event per run
+        fired = self.c.bifsmn_detector_run(self._h, t, p, len(p), p.shape[1], out, len(out))
+        if fired < 0:
+            self.engine.lib.check(fired, "detector run")
+        rate, classes = self.engine.sample_rate, self.engine.classes
+        return [Event(e.time, classes[e.keyword], float(e.score), e.time / rate) for e in out[:fired]]
 
     def close(self) -> None:
         if self._h:
