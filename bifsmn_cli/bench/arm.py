@@ -69,19 +69,24 @@ def find_insn_count(text: str) -> int:
     return int(found[-1])
 
 
+def qemu_count(qemu: str, plugin: Path, infer: Path, args: list[str]) -> int:
+    """Instructions one `infer ARGS` executes under qemu-aarch64 with the insn plugin."""
+    cmd = [qemu, "-plugin", f"{plugin},inline=on", "-d", "plugin", str(infer), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"{' '.join(cmd)}: exit {done.returncode}: {last}")
+    return find_insn_count(done.stderr + done.stdout)
+
+
 def qemu_counts(
     qemu: str, plugin: Path, infer: Path, models: dict[str, Path], clip: Path, extra: int = 4
 ) -> dict[str, Any]:
     """Executed aarch64 instructions per inference: network alone and front end + network, per model."""
 
     def count(model: Path, path: str, runs: int) -> int:
-        cmd = [qemu, "-plugin", f"{plugin},inline=on", "-d", "plugin", str(infer)]
-        cmd += ["--bench", str(runs), "--warmup", "0", "--bench-path", path, str(model), str(clip)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            raise UserError(f"{' '.join(cmd)}: exit {done.returncode}: {last}")
-        return find_insn_count(done.stderr + done.stdout)
+        args = ["--bench", str(runs), "--warmup", "0", "--bench-path", path, str(model), str(clip)]
+        return qemu_count(qemu, plugin, infer, args)
 
     out: dict[str, Any] = {}
     for name, model in models.items():

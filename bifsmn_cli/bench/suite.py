@@ -21,7 +21,7 @@ import torch
 
 from bifsmn_cli.audio.frontend import FrontEnd
 from bifsmn_cli.audio.wav import from_int16
-from bifsmn_cli.bench import accuracy, arm, kernels, latency, machine, report
+from bifsmn_cli.bench import accuracy, arm, kernels, latency, machine, report, streaming
 from bifsmn_cli.console import info, progress
 from bifsmn_cli.engine.binding import Library
 from bifsmn_cli.errors import UserError
@@ -53,6 +53,7 @@ class Inputs:
     kernel_metrics: dict[str, Any]
     torch_models: dict[str, ModelFile]  # the PyTorch counterpart of every exported model
     library: Library  # build-kernel's host engine
+    stream_audio: streaming.SplitAudio | None = None  # the clips of the streaming evaluation; None: off
 
 
 def measure(
@@ -89,6 +90,7 @@ def measure(
     results["arm"] = _arm(config, inp, plugin, device, clip)
     results["storage"] = _storage(inp, inp.torch_models[TEACHER].model)
     results["complexity"] = _complexity(inp)
+    results["streaming"] = _streaming(config, inp, clip, results, seed)
     results["paper"] = report.PAPER
     return results
 
@@ -371,3 +373,30 @@ def _complexity(inp: Inputs) -> dict[str, Any]:
             "teacher_flops_over_flops": teacher["flops"] / r["flops"],
         }
     return out
+
+
+# ---- streaming keyword detection (bifsmn_cli/bench/streaming.py) ----
+def _streaming(
+    c: dict[str, Any], inp: Inputs, clip: Path, results: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """After the latency and ARM sections: the clip loop's cost comes from the first, qemu's setup from the second."""
+    if inp.stream_audio is None:
+        return {"measured": False, "reason": "bench.streaming is false"}
+    files = {m: inp.export_dir / inp.index["models"][m]["file"] for m in inp.models}
+    e2e = {m: (report.engine_contender(results, m) or {}).get("e2e", {}).get("median_us") for m in inp.models}
+    q = results["arm"]["qemu"]
+    qemu = (
+        streaming.Qemu(
+            shutil.which("qemu-aarch64"),
+            Path(q["plugin"]),
+            inp.kernel_dir / q["target"] / "bifsmn-infer",
+            q["target"],
+        )
+        if q["measured"]
+        else streaming.Qemu(reason=q["reason"])
+    )
+    s = streaming.Settings.from_config(c)
+    host_infer = inp.kernel_dir / "host" / "bifsmn-infer"
+    return streaming.measure(
+        inp.library, files, inp.stream_audio, s, seed, host_infer, clip, c["rounds"], e2e, qemu
+    )
