@@ -186,7 +186,7 @@ def test_streaming_section(benched):
     split, every model's accuracy, DET points at the configured thresholds and cost."""
     _, _, b, _ = benched
     st = b["streaming"]
-    assert st["measured"] and st["settings"]["stride"] == 4 and st["qemu"]["measured"] is False
+    assert st["measured"] and st["settings"]["stride"] == 3 and st["qemu"]["measured"] is False
     k = st["streams"]
     assert k["split"] == "testing" and k["clips"] == 8 and k["hours"] == pytest.approx(60 / 3600)
     assert (

@@ -107,7 +107,7 @@ def test_finish_evaluates_the_end_of_the_audio(engine):
     x = np.zeros(3 * RATE, np.int16)
     x[-4800:] = np.clip(0.3 * rng.standard_normal(4800) * 32767, -32768, 32767).astype(np.int16)
     only_no = DetectorSettings(thresholds={"no": 0.6}, average_ms=0.0)
-    s = run_stream(engine, x, None, detector=only_no)
+    s = run_stream(engine, x, None, detector=only_no, stride=4)
     assert s.events == [] and s.posteriors[-1][0] <= x.size - s.latency
     pushed = len(s.posteriors)
     fired = s.finish()
@@ -118,12 +118,14 @@ def test_finish_evaluates_the_end_of_the_audio(engine):
     with pytest.raises(UserError, match="stream push: "):
         s.push(x[:10])
     # the same as pushing the silence, and as finishing after pushes of 7 samples
-    silent = run_stream(engine, np.concatenate([x, np.zeros(CLIP, np.int16)]), None, detector=only_no)
+    silent = run_stream(
+        engine, np.concatenate([x, np.zeros(CLIP, np.int16)]), None, detector=only_no, stride=4
+    )
     assert silent.events == s.events
     np.testing.assert_array_equal(
         np.stack([p for _, p in silent.posteriors[: len(times)]]), np.stack([p for _, p in s.posteriors])
     )
-    pieces = run_stream(engine, x, 7, finish=True, detector=only_no)
+    pieces = run_stream(engine, x, 7, finish=True, detector=only_no, stride=4)
     assert pieces.events == s.events and [t for t, _ in pieces.posteriors] == times
     s.reset()
     assert s.push(x) == [] and s.position == x.size

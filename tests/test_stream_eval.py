@@ -196,7 +196,7 @@ def test_bench_section_on_a_tiny_model(engine, tmp_path):
     )
     assert (
         out["measured"]
-        and out["settings"]["stride"] == 4
+        and out["settings"]["stride"] == 3
         and out["qemu"] == {"measured": False, "reason": "off"}
     )
     k = out["streams"]
@@ -216,7 +216,7 @@ def test_bench_section_on_a_tiny_model(engine, tmp_path):
         == r["default"]["found"] + sum(r["default"]["false_alarms"]) - r["default"]["false_alarms"][1]
     )
     c = r["cost"]
-    assert c["stride"] == 4 and c["audio_seconds"] == 1.0 and c["runs"] == 2 * streaming.COST_REPEATS
+    assert c["stride"] == 3 and c["audio_seconds"] == 1.0 and c["runs"] == 2 * streaming.COST_REPEATS
     assert c["cpu_us_per_audio_second"] > 0 and c["real_time_factor"] == pytest.approx(
         c["cpu_us_per_audio_second"] / 1e6
     )

@@ -129,7 +129,7 @@ def evaluate(engine: Engine, built: list[streams.LabelledStream], s: Settings) -
         )
         for st in built
     ]
-    default = DetectorSettings()
+    default = DetectorSettings().resolved(engine)
     at_default = {"threshold": default.threshold} | det.point(
         evaluated, [_timed(engine, r.events) for r in runs], s.tolerance_ms
     )
@@ -137,15 +137,8 @@ def evaluate(engine: Engine, built: list[streams.LabelledStream], s: Settings) -
     detectors: dict[float, Detector] = {}
 
     def detect(threshold: float, i: int) -> list[scoring.Timed]:
-        if threshold not in detectors:
-            settings = DetectorSettings(
-                threshold=threshold,
-                average_ms=default.average_ms,
-                refractory_ms=default.refractory_ms,
-                rearm=default.rearm,
-                min_count=default.min_count,
-            )
-            detectors[threshold] = Detector(engine, settings, s.stride)
+        if threshold not in detectors:  # every other key at the engine's default
+            detectors[threshold] = Detector(engine, DetectorSettings(threshold=threshold), s.stride)
         return _timed(engine, detectors[threshold].run(runs[i].times, runs[i].posteriors))
 
     points = det.curve(detect, evaluated, s.thresholds, s.tolerance_ms)
@@ -281,6 +274,7 @@ def measure(
                 if not built:
                     built = build_streams(split, s, seed, engine.sample_rate)
                     rate, stride = engine.sample_rate, s.stride or default_stride(engine)
+                    defaults = DetectorSettings().resolved(engine)
                 models[m] = evaluate(engine, built, s)
             bar.advance()
     costs = cost(infer, files, clip, s, rounds, rate)
@@ -296,7 +290,6 @@ def measure(
         if m in insns:
             row["aarch64_insns_per_audio_second"] = insns[m]
         models[m]["cost"] = row
-    defaults = DetectorSettings()
     return {
         "measured": True,
         "settings": {

@@ -27,12 +27,12 @@ def detect_cmd(
     stride: Annotated[
         int | None,
         typer.Option(
-            "--stride", help="Hops between network runs (default: the engine's, 4).", show_default=False
+            "--stride", help="Hops between network runs (default 3: a run every 96 ms).", show_default=False
         ),
     ] = None,
     average: Annotated[
         float | None,
-        typer.Option("--average", help="Posterior averaging window, ms (default 300).", show_default=False),
+        typer.Option("--average", help="Posterior averaging window, ms (default 500).", show_default=False),
     ] = None,
     refractory: Annotated[
         float | None,

@@ -10,6 +10,7 @@ start of the stream (the end of the window that produced them); `seconds` divide
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -128,11 +129,16 @@ def _declare(engine: Engine) -> ctypes.CDLL:
     return c
 
 
-def default_stride(engine: Engine) -> int:
-    """BIFSMN_DEFAULT_STRIDE, as the engine library defines it."""
+def _defaults(engine: Engine) -> _StreamConfig:
+    """bifsmn_stream_config_default: the one place the defaults are defined is the C library."""
     cfg = _StreamConfig()
     _declare(engine).bifsmn_stream_config_default(ctypes.byref(cfg))
-    return int(cfg.stride)
+    return cfg
+
+
+def default_stride(engine: Engine) -> int:
+    """BIFSMN_DEFAULT_STRIDE, as the engine library defines it."""
+    return int(_defaults(engine).stride)
 
 
 @dataclass(frozen=True)
@@ -145,39 +151,51 @@ class Event:
     seconds: float
 
 
-@dataclass
-class DetectorSettings:
-    """The detector's keys (bifsmn.h): thresholds per class name override `threshold`; above 1 disables."""
+_KEYS = ("threshold", "average_ms", "refractory_ms", "rearm", "min_count")
 
-    threshold: float = 0.8
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """The detector's keys (bifsmn.h): thresholds per class name override `threshold`; above 1 disables. None
+    is the engine's default (BIFSMN_DEFAULT_*; `resolved` fills them in)."""
+
+    threshold: float | None = None
     thresholds: Mapping[str, float] | None = None
-    average_ms: float = 300.0
-    refractory_ms: float = 500.0
-    rearm: float = 0.5
-    min_count: int = 1
+    average_ms: float | None = None
+    refractory_ms: float | None = None
+    rearm: float | None = None
+    min_count: int | None = None
+
+    def resolved(self, engine: Engine) -> DetectorSettings:
+        """These settings with every default filled in from the engine library."""
+        d = _defaults(engine).detector
+        return dataclasses.replace(
+            self, **{k: getattr(d, k) if getattr(self, k) is None else getattr(self, k) for k in _KEYS}
+        )
 
     def _c(self, engine: Engine) -> tuple[_DetectorConfig, Any]:
         """The C struct and the per-class array it points to (keep it alive until the C side copied it)."""
+        r = self.resolved(engine)
         per_class = None
-        if self.thresholds is not None:
-            unknown = sorted(set(self.thresholds) - set(engine.classes))
+        if r.thresholds is not None:
+            unknown = sorted(set(r.thresholds) - set(engine.classes))
             if unknown:
                 raise UserError(
                     f"thresholds: {engine.source} has no class {', '.join(map(repr, unknown))} "
                     f"(classes: {', '.join(engine.classes)})"
                 )
             values = [
-                self.thresholds.get(name, 2.0 if name.startswith("_") else self.threshold)
+                r.thresholds.get(name, 2.0 if name.startswith("_") else r.threshold)
                 for name in engine.classes
             ]
             per_class = (ctypes.c_float * len(values))(*values)
         cfg = _DetectorConfig(
-            self.threshold,
+            r.threshold,
             ctypes.cast(per_class, ctypes.POINTER(ctypes.c_float)) if per_class is not None else None,
-            self.average_ms,
-            self.refractory_ms,
-            self.rearm,
-            self.min_count,
+            r.average_ms,
+            r.refractory_ms,
+            r.rearm,
+            r.min_count,
         )
         return cfg, per_class
 
@@ -209,8 +227,7 @@ class Stream:
         self._keep_posteriors = posteriors
         self._on_event = _EVENT_FN(self._event)
         self._on_posteriors = _POSTERIORS_FN(self._posterior)
-        cfg = _StreamConfig()
-        self.c.bifsmn_stream_config_default(ctypes.byref(cfg))
+        cfg = _defaults(engine)
         if stride is not None:
             cfg.stride = stride
         cfg.edge_frames = EDGE_MODES[edge]

@@ -15,10 +15,11 @@ from typing import Any
 
 from bifsmn_cli.stream_eval.scoring import Score, Timed, score
 
-# thresholds of the sweep: coarse below 0.9, finer towards 1, where a confident model's operating points lie
+# thresholds of the sweep: coarse below 0.9, finer towards 1, where a confident (binary) model's low false-alarm
+# operating points lie
 THRESHOLDS = (
     *(round(0.05 * i, 2) for i in range(2, 18)),
-    0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995, 0.998, 0.999,
+    0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999,
 )  # fmt: skip
 
 

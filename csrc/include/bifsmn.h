@@ -152,9 +152,9 @@ typedef struct {
     void *user;                         /* passed to both */
 } bifsmn_stream_config;
 
-#define BIFSMN_DEFAULT_STRIDE 4
+#define BIFSMN_DEFAULT_STRIDE 3
 #define BIFSMN_DEFAULT_THRESHOLD 0.8f
-#define BIFSMN_DEFAULT_AVERAGE_MS 300.0f
+#define BIFSMN_DEFAULT_AVERAGE_MS 500.0f
 #define BIFSMN_DEFAULT_REFRACTORY_MS 500.0f
 #define BIFSMN_DEFAULT_REARM 0.5f
 #define BIFSMN_DEFAULT_MIN_COUNT 1

@@ -25,7 +25,7 @@ static const char usage[] =
     "  arecord -t raw -f S16_LE -r 16000 -c 1 | bifsmn-infer --stream model_1x.bfsm -\n"
     "and prints one JSON line per detected keyword: {\"time\": seconds, \"keyword\": class, \"score\": 0..1};\n"
     "--posteriors adds one line per network run (every N hops: --stride). Detector defaults: threshold 0.8\n"
-    "(CLASS=T: one class; above 1 disables it), stride 4, average 300 ms, refractory 500 ms, rearm 0.5,\n"
+    "(CLASS=T: one class; above 1 disables it), stride 3, average 500 ms, refractory 500 ms, rearm 0.5,\n"
     "min-count 1, edge audio (the rule: include/bifsmn.h). The end of the input is evaluated too (silence is\n"
     "appended until a window ends half a clip past it, so events may lie past the input) and ends cleanly.\n"
     "--bench N times N runs (after W untimed ones, default 10) on the first clip of the network alone (net:\n"
