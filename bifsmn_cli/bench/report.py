@@ -485,7 +485,8 @@ def streaming_section(st: dict[str, Any] | None) -> list[str]:
         tf, df, op = r["tensorflow"], r["default"], r["at_1_false_alarm_per_hour"]
         rows.append([
             m, f"{tf['matched_pct']:.1f}", f"{tf['correct_pct']:.1f}", f"{tf['wrong_pct']:.1f}",
-            f"{tf['false_positive_pct']:.1f}", _pct(1 - df["false_rejection_rate"]), _fa(df["false_alarms_per_hour"]),
+            f"{tf['false_positive_pct']:.1f}", _pct(1 - df["false_rejection_rate"]),
+            " / ".join(map(str, df["false_alarms"])), _fa(df["false_alarms_per_hour"]),
             f"{op['threshold']:g}" if op else "not reached", _pct(op["false_rejection_rate"]) if op else "n/a",
         ])  # fmt: skip
     out += [
@@ -498,7 +499,8 @@ def streaming_section(st: dict[str, Any] | None) -> list[str]:
                 "TF wrong %",
                 "TF false positive %",
                 f"found % at {d['threshold']:g}",
-                f"false alarms / h at {d['threshold']:g}",
+                "false alarms: keyword / false-alarm stream",
+                "false alarms / h",
                 "threshold at <= 1 FA/h",
                 "missed % there",
             ],

@@ -168,9 +168,10 @@ class DetectorSettings:
 
     def resolved(self, engine: Engine) -> DetectorSettings:
         """These settings with every default filled in from the engine library."""
-        d = _defaults(engine).detector
+        d = _defaults(engine).detector  # C floats: 0.8f reads 0.800000011920929, so round to float32 digits
+        c = {k: getattr(d, k) if k == "min_count" else round(getattr(d, k), 6) for k in _KEYS}
         return dataclasses.replace(
-            self, **{k: getattr(d, k) if getattr(self, k) is None else getattr(self, k) for k in _KEYS}
+            self, **{k: c[k] if getattr(self, k) is None else getattr(self, k) for k in _KEYS}
         )
 
     def _c(self, engine: Engine) -> tuple[_DetectorConfig, Any]:
