@@ -10,49 +10,28 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-from helpers import BUILD_DIR, assert_user_error, invoke_cli
+from helpers import BUILD_DIR, BUSY, BUSY_ARGS, assert_user_error, busy_signal, invoke_cli, stream_model
 
-from bifsmn_cli.audio.config import FrontEndConfig
-from bifsmn_cli.audio.wav import to_int16
+from bifsmn_cli.audio.wav import from_int16, to_int16
 from bifsmn_cli.engine.binding import Engine, Library
 from bifsmn_cli.engine.build import build_library
 from bifsmn_cli.engine.detect import detect, parse_thresholds
 from bifsmn_cli.engine.predict import load_audio
-from bifsmn_cli.engine.stream import DetectorSettings, Stream
+from bifsmn_cli.engine.stream import Stream
 from bifsmn_cli.errors import UserError
-from bifsmn_cli.export.lowering import export_student
-from bifsmn_cli.nn.config import ModelConfig
-from bifsmn_cli.nn.dfsmn import DFSMN
 
-CLASSES = ["yes", "no", "up", "_silence_", "_unknown_"]
 RATE = 16000
-# a random model's posteriors barely move: a low threshold, re-arming below it, short refractory give events
-BUSY = ["--threshold", "0.5", "--rearm", "1", "--refractory", "100", "--average", "100", "--stride", "2"]
-BUSY_SETTINGS = DetectorSettings(threshold=0.5, rearm=1.0, refractory_ms=100.0, average_ms=100.0)
 
 
 def long_signal(seconds: float, seed: int) -> np.ndarray:
-    """Silence, noise bursts, gliding tones and clicks in 0.5-s segments, as float in [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * RATE)
-    t = np.arange(n) / RATE
-    seg = (np.arange(n) // 8000) % 4
-    x = np.where(seg == 1, 0.3 * rng.standard_normal(n), 0.0)
-    x = np.where(seg == 2, 0.4 * np.sin(2 * np.pi * (300 + 400 * t) * t), x)
-    return np.clip(np.where((seg == 3) & (np.arange(n) % 700 == 0), 0.9, x), -1, 1)
+    return from_int16(busy_signal(seconds, seed))
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     out = tmp_path_factory.mktemp("detect")
     lib = build_library(BUILD_DIR)
-    torch.manual_seed(3)
-    cfg = ModelConfig(
-        num_classes=len(CLASSES), num_blocks=2, stem_channels=4, backbone_size=32, hidden_size=48
-    )
-    model = out / "model_1x.bfsm"
-    export_student(DFSMN(cfg, "bifsmn", ("1x",)).eval(), "1x", CLASSES, FrontEndConfig(), model)
+    model = stream_model(out / "model_1x.bfsm")
     wav = out / "long.wav"
     sf.write(wav, to_int16(long_signal(12.0, 0)), RATE, subtype="PCM_16")
     flac = out / "stereo_44k.flac"  # two channels at 44.1 kHz: downmixed and resampled
@@ -69,18 +48,18 @@ def engine_lib(setup, monkeypatch):
 def test_events_are_bifsmn_infer_streams(setup):
     model, wav, _, _ = setup
     done = subprocess.run(
-        [BUILD_DIR / "bifsmn-infer", "--stream", *BUSY, model, wav], capture_output=True, timeout=120
+        [BUILD_DIR / "bifsmn-infer", "--stream", *BUSY_ARGS, model, wav], capture_output=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     want = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert len(want) >= 5 and want[-1]["time"] > 0
-    result = invoke_cli("detect", str(model), str(wav), *BUSY, "--json")
+    result = invoke_cli("detect", str(model), str(wav), *BUSY_ARGS, "--json")
     assert result.returncode == 0, result.stderr
     (got,) = json.loads(result.stdout)
     assert got["file"] == str(wav) and got["seconds"] == 12.0 and got["converted"] == []
     assert [(e["time"], e["keyword"]) for e in got["events"]] == [(w["time"], w["keyword"]) for w in want]
     np.testing.assert_allclose([e["score"] for e in got["events"]], [w["score"] for w in want], atol=2e-6)
-    text = invoke_cli("detect", str(model), str(wav), *BUSY)
+    text = invoke_cli("detect", str(model), str(wav), *BUSY_ARGS)
     lines = text.stdout.strip().splitlines()
     assert lines[0] == f"{wav}  (12.00 s; {len(want)} events)" and len(lines) == 1 + len(want)
     first = lines[1].split()
@@ -89,14 +68,14 @@ def test_events_are_bifsmn_infer_streams(setup):
 
 def test_converted_file_and_out(setup, tmp_path):
     model, wav, flac, lib = setup
-    (r,) = detect(model, [flac], BUSY_SETTINGS, stride=2)
+    (r,) = detect(model, [flac], BUSY, stride=2)
     assert r.converted == ["resampled from 44100 Hz", "downmixed"] and r.seconds == pytest.approx(6.0)
-    with Engine.load(model, Library(lib)) as engine, Stream(engine, BUSY_SETTINGS, stride=2) as s:
+    with Engine.load(model, Library(lib)) as engine, Stream(engine, BUSY, stride=2) as s:
         s.push(to_int16(load_audio(flac, RATE)[0]))
         s.finish()
         assert r.events == s.events and len(s.events) >= 2
     out = tmp_path / "events.json"
-    result = invoke_cli("detect", str(model), str(wav), str(flac), *BUSY, "--json", "--out", str(out))
+    result = invoke_cli("detect", str(model), str(wav), str(flac), *BUSY_ARGS, "--json", "--out", str(out))
     assert result.returncode == 0 and result.stdout == "", result.stderr
     written = json.loads(out.read_text())
     assert [w["file"] for w in written] == [str(wav), str(flac)]

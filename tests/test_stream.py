@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers import BUILD_DIR
+from helpers import BUILD_DIR, BUSY, BUSY_ARGS, STREAM_CLASSES, busy_signal, stream_model
 
 from bifsmn_cli.audio.config import FrontEndConfig
 from bifsmn_cli.engine import build as engine_build
@@ -36,40 +36,20 @@ from bifsmn_cli.export.lowering import export_student
 from bifsmn_cli.nn.config import ModelConfig
 from bifsmn_cli.nn.dfsmn import DFSMN
 
-CLASSES = ["yes", "no", "up", "_silence_", "_unknown_"]
+CLASSES = STREAM_CLASSES
 RATE, CLIP, HOP = 16000, 16000, 512
-# low threshold, re-arming below it, short refractory: a random model's posteriors give many events to compare
-BUSY = DetectorSettings(threshold=0.5, rearm=1.0, refractory_ms=100.0, average_ms=100.0)
 
 
 @pytest.fixture(scope="module")
 def model_path(lib, tmp_path_factory) -> Path:
     """The model file; asking for `lib` first builds the engine and bifsmn-infer from the current sources."""
-    torch.manual_seed(3)
-    cfg = ModelConfig(
-        num_classes=len(CLASSES), num_blocks=2, stem_channels=4, backbone_size=32, hidden_size=48
-    )
-    path = tmp_path_factory.mktemp("stream") / "tiny_1x.bfsm"
-    export_student(DFSMN(cfg, "bifsmn", ("1x",)).eval(), "1x", CLASSES, FrontEndConfig(), path)
-    return path
+    return stream_model(tmp_path_factory.mktemp("stream") / "tiny_1x.bfsm")
 
 
 @pytest.fixture
 def engine(lib, model_path) -> Engine:
     with lib.load(model_path) as e:
         yield e
-
-
-def signal(seconds: float = 6.0, seed: int = 0) -> np.ndarray:
-    """Silence, noise bursts, gliding tones and clicks in 0.5-s segments."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * RATE)
-    t = np.arange(n) / RATE
-    seg = (np.arange(n) // 8000) % 4
-    x = np.where(seg == 1, 0.3 * rng.standard_normal(n), 0.0)
-    x = np.where(seg == 2, 0.4 * np.sin(2 * np.pi * (300 + 400 * t) * t), x)
-    x = np.where((seg == 3) & (np.arange(n) % 700 == 0), 0.9, x)
-    return np.clip(x * 32767, -32768, 32767).astype(np.int16)
 
 
 def run_stream(engine: Engine, x: np.ndarray, chunk: int | None, finish: bool = False, **kwargs) -> Stream:
@@ -84,7 +64,7 @@ def run_stream(engine: Engine, x: np.ndarray, chunk: int | None, finish: bool = 
 
 @pytest.mark.parametrize("edge", ["audio", "reflect"])
 def test_same_events_and_posteriors_whatever_the_chunking(engine, edge):
-    x = signal(4.0)
+    x = busy_signal(4.0)
     whole = run_stream(engine, x, None, detector=BUSY, stride=2, edge=edge)
     assert len(whole.events) >= 3 and len(whole.posteriors) > 50
     times = [t for t, _ in whole.posteriors]
@@ -140,7 +120,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
 def test_posteriors_and_features_match_the_clip_engine(engine, edge):
     """Pushed one run period at a time, the last posteriors are the network's on the held features, and those
     equal the clip front end's on the window's audio (interior frames; all frames with reflect padding)."""
-    x, stride = signal(3.0, seed=1), 3
+    x, stride = busy_signal(3.0, seed=1), 3
     s = Stream(engine, stride=stride, edge=edge, posteriors=True)
     period, n_frames = stride * HOP, engine.feature_shape[1]
     edges = [t for t in range(n_frames) if t * HOP - 1024 < 0 or t * HOP + 1024 > CLIP]
@@ -177,7 +157,7 @@ def test_top_db_clamps_each_window_like_a_clip(lib, tmp_path):
     )
     path = tmp_path / "top_db.bfsm"
     export_student(DFSMN(cfg, "bifsmn", ("1x",)).eval(), "1x", CLASSES, FrontEndConfig(top_db=30.0), path)
-    x = signal(2.5, seed=5)
+    x = busy_signal(2.5, seed=5)
     with lib.load(path) as e:
         s = Stream(e, stride=8, edge="reflect", posteriors=True)
         period, compared, clamped = 8 * HOP, 0, 0
@@ -226,15 +206,12 @@ def infer(*args: str | Path, stdin: bytes | None = None, timeout: float = 120) -
     )
 
 
-BUSY_ARGS = ["--threshold", "0.5", "--rearm", "1", "--refractory", "100", "--average", "100", "--stride", "2"]
-
-
 def lines(out: bytes) -> list[dict]:
     return [json.loads(line) for line in out.decode().splitlines()]
 
 
 def test_cli_on_a_file_and_on_a_pipe_gives_the_bindings_events(engine, model_path, tmp_path):
-    x = signal(5.0, seed=2)
+    x = busy_signal(5.0, seed=2)
     wav = write_wav(tmp_path / "long.wav", x)
     finished = run_stream(engine, x, None, finish=True, detector=BUSY, stride=2)
     want = finished.events  # the end of the input finishes the stream
@@ -277,7 +254,7 @@ def assert_one_line(done: subprocess.CompletedProcess, status: int, *fragments: 
 
 
 def test_cli_bad_input_gets_one_line(model_path, tmp_path):
-    x = signal(1.0)
+    x = busy_signal(1.0)
     slow = write_wav(tmp_path / "8k.wav", x[::2], rate=8000)
     assert_one_line(
         infer("--stream", model_path, slow), 1, f"{slow}: 1 channel(s) at 8000 Hz", "needs mono at 16000"
@@ -318,7 +295,7 @@ def test_cli_terminal_input_and_closed_output(model_path, tmp_path):
         os.close(secondary)
     assert_one_line(done, 2, "standard input is a terminal", "arecord -t raw -f S16_LE -r 16000 -c 1")
     # a reader that goes away after one line: a quiet, successful end, not a crash or a hang
-    wav = write_wav(tmp_path / "long.wav", signal(20.0))
+    wav = write_wav(tmp_path / "long.wav", busy_signal(20.0))
     proc = subprocess.Popen(
         [BUILD_DIR / "bifsmn-infer", "--stream", "--posteriors", "--stride", "1", model_path, wav],
         stdout=subprocess.PIPE,
@@ -331,7 +308,7 @@ def test_cli_terminal_input_and_closed_output(model_path, tmp_path):
 
 
 def test_bench_stream_reports_the_cost_of_a_stream(model_path, tmp_path):
-    wav = write_wav(tmp_path / "clip.wav", signal(1.0))
+    wav = write_wav(tmp_path / "clip.wav", busy_signal(1.0))
     done = infer(
         "--bench", "3", "--warmup", "1", "--stream", "--bench-seconds", "2", "--stride", "4", model_path, wav
     )
@@ -377,7 +354,7 @@ def test_stream_under_asan_and_ubsan(model_path, tmp_path):
     engine_build.build(build_dir, log, 2, targets=["bifsmn-infer", "test_stream"])
     c_test = subprocess.run([build_dir / "test_stream"], capture_output=True, text=True, timeout=300)
     assert c_test.returncode == 0 and "test_stream: all checks passed" in c_test.stdout, c_test.stderr[-3000:]
-    x = signal(3.0, seed=4)
+    x = busy_signal(3.0, seed=4)
     wav = write_wav(tmp_path / "s.wav", x)
     for edge in ("audio", "reflect"):
         args = ["--stream", "--posteriors", "--edge", edge, *BUSY_ARGS, str(model_path)]

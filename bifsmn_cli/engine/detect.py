@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bifsmn_cli.audio.wav import to_int16
-from bifsmn_cli.engine.binding import Engine, Library
-from bifsmn_cli.engine.predict import engine_library, load_audio
+from bifsmn_cli.engine.binding import Library
+from bifsmn_cli.engine.predict import load_audio, open_engine
 from bifsmn_cli.engine.stream import DetectorSettings, Event, Stream
 from bifsmn_cli.errors import UserError
 
@@ -76,12 +76,8 @@ def detect(
     """The events of every file, each through a fresh stream."""
     if not files:
         raise UserError("no audio files given: bifsmn detect MODEL.bfsm AUDIO...")
-    model = Path(model)
-    if not model.is_file():
-        raise UserError(f"{model}: no such model file")
-    library = lib if isinstance(lib, Library) else engine_library(lib)
     results = []
-    with Engine.load(model, library, kernel) as engine:
+    with open_engine(model, kernel, lib) as engine:
         for f in map(Path, files):
             wave, clip = load_audio(f, engine.sample_rate)
             converted = [f"resampled from {clip.resampled_from} Hz"] if clip.resampled_from else []

@@ -44,6 +44,14 @@ def engine_library(path: Path | str | None = None, build_dir: Path = BUILD_DIR) 
         return Library(build_library(build_dir))
 
 
+def open_engine(model: Path | str, kernel: str = "auto", lib: Library | Path | str | None = None) -> Engine:
+    """A .bfsm loaded in the engine library (`engine_library`); a one-line UserError when it is missing."""
+    model = Path(model)
+    if not model.is_file():
+        raise UserError(f"{model}: no such model file")
+    return Engine.load(model, lib if isinstance(lib, Library) else engine_library(lib), kernel)
+
+
 def load_audio(path: Path, sample_rate: int) -> tuple[np.ndarray, Clip]:
     """A WAV or FLAC file of any length, rate and channel count as float mono at `sample_rate`, and what was
     done to it; a one-line UserError naming the file when it is not audio."""
@@ -80,11 +88,7 @@ def predict(
         raise UserError(f"--top: expected a positive integer, got {top}")
     if not clips:
         raise UserError("no clips given: bifsmn predict MODEL.bfsm CLIP.wav...")
-    model = Path(model)
-    if not model.is_file():
-        raise UserError(f"{model}: no such model file")
-    library = lib if isinstance(lib, Library) else engine_library(lib)
-    with Engine.load(model, library, kernel) as engine:
+    with open_engine(model, kernel, lib) as engine:
         inputs = [(Path(c), *load_pcm(Path(c), engine.sample_rate, engine.num_samples)) for c in clips]
         results = []
         for path, pcm, fitted in inputs:
