@@ -41,8 +41,10 @@ from bifsmn_cli.data.corpus import (
     build_task,
     official_test_items,
     scan,
+    task_words,
 )
 from bifsmn_cli.data.packed import NpyAppender, save_classes, save_noises, split_paths
+from bifsmn_cli.data.unknown_split import move_unknown_speakers
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.fsutil import atomic_write_json
 from stages.base import StageContext, StageSpec
@@ -67,6 +69,13 @@ SPEC = StageSpec(
             10.0, "hash-rule share of validation (without list files)", **_PERCENT
         ),
         "testing_percentage": Float(10.0, "hash-rule share of testing (without list files)", **_PERCENT),
+        "validation_unknown_share": Float(
+            0.0,
+            "percent of validation made of non-keywords, by moving seeded non-keyword-only speakers from "
+            "training (0 = off; tasks 12, words)",
+            min=0,
+            max=50,
+        ),
         "split_seed": Int(
             TF_RANDOM_SEED, "seed of the silence/unknown draws and of eval noise (TensorFlow's)", min=0
         ),
@@ -124,8 +133,23 @@ def run(ctx: StageContext) -> dict[str, Any]:
     frontend_config = FrontEndConfig.from_section(c)
     corpus = scan(root)
     splits, split_source = assign_splits(corpus, c["validation_percentage"], c["testing_percentage"])
+    moved = None
+    if c["validation_unknown_share"] > 0 and c["task"] != "35":
+        keywords = task_words(c["task"], c["words"], corpus.words)
+        moved = move_unknown_speakers(
+            splits, keywords, c["validation_unknown_share"], c["silence_percentage"], c["split_seed"]
+        )
+        info(
+            f"validation: {moved['speakers_moved']} non-keyword speakers ({moved['clips_moved']} clips) moved from training"
+        )
     classes, items = build_task(
-        splits, c["task"], c["words"], c["silence_percentage"], c["unknown_percentage"], c["split_seed"]
+        splits,
+        c["task"],
+        c["words"],
+        c["silence_percentage"],
+        c["unknown_percentage"],
+        c["split_seed"],
+        all_unknown_in=("validation",) if moved else (),
     )
     roots = dict.fromkeys(SPLITS, root)
     if corpus_info.get("test_root"):
@@ -181,6 +205,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "task": c["task"],
             "classes": classes,
             "split_source": split_source,
+            "validation_unknown_moved": moved,
             "clips": {s: sum(v.values()) for s, v in counts.items()},
             "per_class": counts,
             "bad": report.bad,

@@ -18,7 +18,7 @@ from bifsmn_cli.nn.checkpoint import save_model
 from bifsmn_cli.nn.dfsmn import DFSMN, ModelConfig
 from bifsmn_cli.train.distributed import distributed
 from bifsmn_cli.train.loop import EvalResult, Split, TrainConfig, TrainData, TrainResult, train
-from bifsmn_cli.train.metrics import plot_confusion, plot_history
+from bifsmn_cli.train.metrics import kws_metrics, plot_confusion, plot_history
 from stages.base import StageContext
 
 # The data decides these three; the pipeline file sets everything else about the model.
@@ -154,7 +154,11 @@ class EpochProgress:
         if self._ctx is not None:
             self._ctx.__exit__(None, None, None)
             self._ctx = self._bar = None
-        accs = ", ".join(f"{v} {100 * a:.2f}%" for v, a in event["val_accuracy"].items())
+        accs = ", ".join(
+            f"{v} {100 * a:.2f}% (bal {100 * m['balanced_accuracy']:.2f}, unk {100 * (m['unknown_recall'] or 0):.1f}, "
+            f"FA {100 * (m['false_accept'] or 0):.1f})"
+            for (v, a), m in zip(event["val_accuracy"].items(), event["val_metrics"].values(), strict=True)
+        )
         info(
             f"{self.label} epoch {event['epoch'] + 1}/{self.epochs}: loss {event['train_loss']:.4f}, "
             f"validation {accs} ({event['seconds']:.1f} s)"
@@ -162,11 +166,7 @@ class EpochProgress:
 
 
 def _eval_dict(result: EvalResult, classes: list[str]) -> dict[str, Any]:
-    return {
-        "accuracy": result.accuracy,
-        "per_class": dict(zip(classes, result.per_class, strict=True)),
-        "confusion": result.confusion,
-    }
+    return {**kws_metrics(torch.tensor(result.confusion), classes), "confusion": result.confusion}
 
 
 def write_results(ctx: StageContext, result: TrainResult, classes: list[str], title: str) -> dict[str, Any]:
@@ -198,6 +198,9 @@ def write_results(ctx: StageContext, result: TrainResult, classes: list[str], ti
     }
     for v, r in result.val.items():
         metrics[f"val_accuracy_{v}"] = r.accuracy
+        kws = kws_metrics(torch.tensor(r.confusion), classes)
+        for key in ("balanced_accuracy", "unknown_recall", "silence_recall", "false_accept"):
+            metrics[f"val_{key}_{v}"] = kws[key]
     for v, r in (result.test or {}).items():
         metrics[f"test_accuracy_{v}"] = r.accuracy
     summary = ", ".join(f"{v} {100 * r.accuracy:.2f}%" for v, r in result.val.items())

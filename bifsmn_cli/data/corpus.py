@@ -174,12 +174,13 @@ def build_task(
     silence_percentage: float,
     unknown_percentage: float,
     seed: int = TF_RANDOM_SEED,
+    all_unknown_in: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, list[Item]]]:
     """Classes and items per split, as TensorFlow's `prepare_data_index` builds them.
 
     Task "35" uses every word as a class; "12" and "words" put `_silence_` and `_unknown_` first, add
     ceil(n * silence_percentage / 100) silence items and as many unknown clips (other words, drawn at random)
-    to each split of n keyword clips.
+    to each split of n keyword clips; the splits in `all_unknown_in` keep every unknown clip instead.
     """
     corpus_words = sorted({w for per_word in splits.values() for w in per_word})
     wanted = task_words(task, words, corpus_words)
@@ -199,7 +200,7 @@ def build_task(
         n = len(kept)
         kept += [Item(None, index[SILENCE])] * math.ceil(n * silence_percentage / 100)
         rng.shuffle(unknown)
-        kept += unknown[: math.ceil(n * unknown_percentage / 100)]
+        kept += unknown if split in all_unknown_in else unknown[: math.ceil(n * unknown_percentage / 100)]
         data[split] = kept
     for split in SPLITS:
         rng.shuffle(data[split])

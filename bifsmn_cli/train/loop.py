@@ -41,11 +41,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bifsmn_cli.audio.specaugment import SpecAugmentConfig, spec_augment
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.fsutil import atomic_path
 from bifsmn_cli.nn.dfsmn import DFSMN, variant_blocks, variant_ratio
 from bifsmn_cli.nn.hed import HED
-from bifsmn_cli.train.metrics import accuracy, confusion_matrix, per_class_accuracy
+from bifsmn_cli.train.metrics import accuracy, confusion_matrix, kws_metrics, per_class_accuracy
 
 Augment = Callable[[Tensor, Tensor, torch.Generator], Tensor]  # (waves, labels, generator) -> waves
 Frontend = Callable[[Tensor], Tensor]
@@ -107,6 +108,28 @@ class TrainConfig:
     kd_temperature: float = field(
         default=1.0, metadata={"min": 0.1, "help": "softmax temperature of that KL"}
     )
+    select: str = field(
+        default="accuracy",
+        metadata={
+            "choices": ("accuracy", "balanced_accuracy"),
+            "help": "validation metric of the 1x variant that picks the best epoch",
+        },
+    )
+    unknown_weight: float = field(
+        default=1.0, metadata={"min": 0.0, "help": "cross-entropy weight of the _unknown_ class (others 1)"}
+    )
+    oversample_unknown: float = field(
+        default=1.0, metadata={"min": 1.0, "help": "times each _unknown_ clip appears per epoch"}
+    )
+    mixup_alpha: float = field(
+        default=0.0, metadata={"min": 0.0, "help": "mixup Beta(alpha, alpha) on features; 0 = off"}
+    )
+    spec_time_masks: int = field(default=0, metadata={"min": 0, "help": "SpecAugment time masks per clip"})
+    spec_time_width: int = field(default=0, metadata={"min": 0, "help": "max frames per time mask"})
+    spec_freq_masks: int = field(
+        default=0, metadata={"min": 0, "help": "SpecAugment frequency masks per clip"}
+    )
+    spec_freq_width: int = field(default=0, metadata={"min": 0, "help": "max bins per frequency mask"})
     eval_batch_size: int = field(default=512, metadata={"min": 1, "help": "batch size of evaluation"})
     seed: int = field(default=0, metadata={"help": "seed of data order, augmentation and dropout"})
     device: str = field(
@@ -301,6 +324,21 @@ def evaluate(
     return {v: EvalResult(accuracy(cm), per_class_accuracy(cm), cm.tolist()) for v, cm in confusion.items()}
 
 
+def _epoch_order(labels: Tensor, unknown: int | None, factor: float, g: torch.Generator) -> Tensor:
+    """A random permutation of the training rows; with factor > 1 every _unknown_ row appears floor(factor)
+    times plus a random share for the fraction."""
+    if factor <= 1 or unknown is None:
+        return torch.randperm(len(labels), generator=g)
+    rows = (labels == unknown).nonzero().squeeze(1)
+    whole, frac = int(factor), factor - int(factor)
+    extra = [rows] * (whole - 1)
+    n_frac = int(round(frac * len(rows)))
+    if n_frac:
+        extra.append(rows[torch.randperm(len(rows), generator=g)[:n_frac]])
+    pool = torch.cat([torch.arange(len(labels)), *extra])
+    return pool[torch.randperm(len(pool), generator=g)]
+
+
 def _rng_state(order: torch.Generator, aug: torch.Generator) -> dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
@@ -349,6 +387,7 @@ def _joint_loss(
     targets: list[Tensor] | None,
     teacher_logits: Tensor | None = None,
     cfg: TrainConfig | None = None,
+    mix: tuple[float, Tensor] | None = None,
 ) -> Tensor:
     """sum_v w_v (CE_v + alpha HED_v [+ kd KL_v]); `outputs[v]` is logits, or (logits, blocks) when distilling."""
     loss = labels.new_zeros((), dtype=torch.float32)
@@ -358,7 +397,11 @@ def _joint_loss(
         else:
             logits, blocks = outputs[v]
             term = hed.cfg.alpha * hed(blocks, targets)
-        term = term + criterion(logits, labels)
+        if mix is None:
+            term = term + criterion(logits, labels)
+        else:
+            lam, other = mix
+            term = term + lam * criterion(logits, labels) + (1 - lam) * criterion(logits, other)
         if teacher_logits is not None:
             term = term + cfg.kd_weight * _kd(logits, teacher_logits, cfg.kd_temperature)
         loss = loss + w * term
@@ -425,7 +468,12 @@ def train(
         hed.to(device)
     train_feats = None if augment is not None else _features(data.train, frontend, "train")
     val_feats = _features(data.val, frontend, "val")
+    names = list(data.class_names) or [str(i) for i in range(model.cfg.num_classes)]
+    unknown_index = names.index("_unknown_") if "_unknown_" in names else None
     n_train = len(data.train)
+    if cfg.oversample_unknown > 1 and unknown_index is not None:
+        n_unknown = int((data.train.labels == unknown_index).sum())
+        n_train += int(round((cfg.oversample_unknown - 1) * n_unknown))
     steps_per_epoch = n_train // cfg.batch_size if world > 1 else math.ceil(n_train / cfg.batch_size)
     if steps_per_epoch < 1:
         raise UserError(
@@ -480,7 +528,15 @@ def train(
             joint, broadcast_buffers=False, find_unused_parameters=unused
         )
     local_batch = cfg.batch_size // world
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    class_weight = None
+    if cfg.unknown_weight != 1.0 and unknown_index is not None:
+        class_weight = torch.ones(model.cfg.num_classes)
+        class_weight[unknown_index] = cfg.unknown_weight
+        class_weight = class_weight.to(device)
+    criterion = nn.CrossEntropyLoss(weight=class_weight, label_smoothing=cfg.label_smoothing)
+    spec_cfg = SpecAugmentConfig(
+        cfg.spec_time_masks, cfg.spec_time_width, cfg.spec_freq_masks, cfg.spec_freq_width
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     bad_in_row = 0
     stall = _stall_point()
@@ -490,7 +546,7 @@ def train(
             started = time.perf_counter()
             model.train()
             model.set_epoch(epoch, cfg.epochs)
-            order = torch.randperm(n_train, generator=order_gen)
+            order = _epoch_order(data.train.labels, unknown_index, cfg.oversample_unknown, order_gen)
             total_loss, steps_done = torch.zeros(()), 0
             for step in range(steps_per_epoch):
                 batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -503,6 +559,14 @@ def train(
                 else:
                     feats = train_feats[batch].to(device)
                 labels = labels.to(device)
+                if spec_cfg.enabled:
+                    feats = spec_augment(feats, spec_cfg, aug_gen)
+                mix = None
+                if cfg.mixup_alpha > 0:
+                    lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())
+                    perm = torch.randperm(len(labels), generator=aug_gen).to(device)
+                    feats = lam * feats + (1 - lam) * feats[perm]
+                    mix = (lam, labels[perm])
                 targets = teacher_logits = None
                 if distill or use_kd:
                     with torch.no_grad():
@@ -518,6 +582,7 @@ def train(
                     targets,
                     teacher_logits,
                     cfg,
+                    mix,
                 )
                 extra = model.pop_extra_loss()
                 if extra is not None:
@@ -549,6 +614,13 @@ def train(
 
             val = evaluate(model, val_feats, data.val.labels, variants, cfg.eval_batch_size, device)
             accs = {v: r.accuracy for v, r in val.items()}
+            summary = {
+                v: {
+                    k: m for k, m in kws_metrics(torch.tensor(r.confusion), names).items() if k != "per_class"
+                }
+                for v, r in val.items()
+            }
+            scores = {v: summary[v][cfg.select] for v in variants}
             train_loss = float(total_loss) / max(steps_done, 1)
             if world > 1:
                 reduced = torch.tensor([train_loss])
@@ -558,6 +630,7 @@ def train(
                 "epoch": epoch,
                 "train_loss": train_loss,
                 "val_accuracy": accs,
+                "val_metrics": summary,
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - started,
             }
@@ -565,8 +638,8 @@ def train(
             primary = max(variants, key=variant_ratio)
             improved = []
             for kind, eligible in (("ordered", _ordered(accs, variants)), ("any", True)):
-                if eligible and (best[kind] is None or accs[primary] > best[kind]["accuracy"]):
-                    best[kind] = {"epoch": epoch, "accuracy": accs[primary]}
+                if eligible and (best[kind] is None or scores[primary] > best[kind]["accuracy"]):
+                    best[kind] = {"epoch": epoch, "accuracy": scores[primary]}
                     improved.append(kind)
             rng_states = [_rng_state(order_gen, aug_gen)]
             if world > 1:
