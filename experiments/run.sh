@@ -19,6 +19,6 @@ echo "$stages $pipeline $*" > "$ws/command.txt"
 export OMP_NUM_THREADS=${THREADS:-1}
 start=$(date +%s)
 for st in $stages; do :; done
-.venv/bin/python -m bifsmn_cli --quiet run -c "$pipeline" --set download.path=/work/shared/data/speech-commands-real \
+.venv/bin/python -m bifsmn_cli run -c "$pipeline" --set download.path=/work/shared/data/speech-commands-real \
   --set workspace="$ws" --to "${stages##* }" "$@" > /work/runs/acc/$name.log 2>&1
 echo "minutes $(( ($(date +%s) - start) / 60 ))" >> /work/runs/acc/$name.log

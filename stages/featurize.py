@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from bifsmn_cli.audio.frontend import FRONTEND_SCHEMA, FrontEnd, FrontEndConfig
+from bifsmn_cli.audio.synth_unknown import default_words, synthesize_unknown
 from bifsmn_cli.audio.wav import (
     CLIP_SAMPLES,
     SAMPLE_RATE,
@@ -36,6 +38,7 @@ from bifsmn_cli.data.corpus import (
     SILENCE,
     SPLITS,
     TF_RANDOM_SEED,
+    UNKNOWN,
     Item,
     assign_splits,
     build_task,
@@ -78,6 +81,14 @@ SPEC = StageSpec(
         ),
         "split_seed": Int(
             TF_RANDOM_SEED, "seed of the silence/unknown draws and of eval noise (TensorFlow's)", min=0
+        ),
+        "synthetic_unknown_per_word": Int(
+            0, "espeak-ng clips per synthetic non-keyword word added to training's _unknown_ (0 = off)", min=0
+        ),
+        "synthetic_unknown_words": List(
+            "str",
+            [],
+            "the synthetic non-keyword words; empty = near-misses of the command words + common words",
         ),
         "strict": Bool(False, "a bad clip is an error instead of being reported and skipped"),
         "downmix": Bool(False, "average multi-channel clips instead of rejecting them"),
@@ -151,6 +162,18 @@ def run(ctx: StageContext) -> dict[str, Any]:
         c["split_seed"],
         all_unknown_in=("validation",) if moved else (),
     )
+    synthetic = 0
+    if c["synthetic_unknown_per_word"] > 0 and UNKNOWN in classes:
+        keywords = [w for w in classes if w not in (SILENCE, UNKNOWN)]
+        words = [w for w in c["synthetic_unknown_words"] if w not in keywords] or default_words(keywords)
+        paths = synthesize_unknown(
+            ctx.out_dir / "synthetic_unknown", words, c["synthetic_unknown_per_word"], c["split_seed"]
+        )
+        unknown_label = classes.index(UNKNOWN)
+        items["train"] = items["train"] + [Item(str(p), unknown_label) for p in paths]
+        random.Random(c["split_seed"]).shuffle(items["train"])
+        synthetic = len(paths)
+        info(f"train: {synthetic} synthetic non-keyword clips of {len(words)} words added to {UNKNOWN}")
     roots = dict.fromkeys(SPLITS, root)
     if corpus_info.get("test_root"):
         if c["task"] != "12":
@@ -206,6 +229,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "classes": classes,
             "split_source": split_source,
             "validation_unknown_moved": moved,
+            "synthetic_unknown_clips": synthetic,
             "clips": {s: sum(v.values()) for s, v in counts.items()},
             "per_class": counts,
             "bad": report.bad,
