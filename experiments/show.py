@@ -32,7 +32,9 @@ for stage in stages:
                 f"unk {100 * (m['unknown_recall'] or 0):.1f} FA {100 * (m['false_accept'] or 0):.1f} "
                 f"sil {100 * (m['silence_recall'] or 0):.1f}"
             )
-        print(f"  ep {h['epoch'] + 1:3d} loss {h['train_loss']:.3f} {h['seconds']:.0f}s | " + " | ".join(cells))
+        print(
+            f"  ep {h['epoch'] + 1:3d} loss {h['train_loss']:.3f} {h['seconds']:.0f}s | " + " | ".join(cells)
+        )
     if (d / "metrics.json").exists():
         m = json.loads((d / "metrics.json").read_text())
         print(f"  best epoch {m['best_epoch']} ({m['selection']})")
