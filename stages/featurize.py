@@ -47,7 +47,7 @@ from bifsmn_cli.data.corpus import (
     task_words,
 )
 from bifsmn_cli.data.packed import NpyAppender, save_classes, save_noises, split_paths
-from bifsmn_cli.data.unknown_split import move_unknown_speakers
+from bifsmn_cli.data.unknown_split import move_speakers
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.fsutil import atomic_write_json
 from stages.base import StageContext, StageSpec
@@ -147,7 +147,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     moved = None
     if c["validation_unknown_share"] > 0 and c["task"] != "35":
         keywords = task_words(c["task"], c["words"], corpus.words)
-        moved = move_unknown_speakers(
+        moved = move_speakers(
             splits, keywords, c["validation_unknown_share"], c["silence_percentage"], c["split_seed"]
         )
         info(

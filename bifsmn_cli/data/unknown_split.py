@@ -1,14 +1,19 @@
-"""Give validation enough non-keywords to measure rejection: move whole non-keyword speakers out of training.
+"""Give validation enough non-keywords (and rare keywords) to measure them: move whole speakers out of training.
 
 Speech Commands' validation list holds few clips of the non-keyword words in a small corpus (30 of 1,489 in the
-public real subset), so validation cannot see how often a model rejects a word it was not trained to spot. This
-moves a seeded, speaker-disjoint share of the training speakers who said only non-keywords into validation until
-non-keywords are `share` percent of it (silence included in the total), and validation then keeps every
-non-keyword clip it holds instead of drawing `unknown_percentage` of them.
+public real subset) and, in that subset, 2 clips each of `on` and `off`. So validation cannot see how often a
+model rejects a word it was not trained to spot, nor how well it spots a rare keyword. This moves a seeded,
+speaker-disjoint set of training speakers into validation until
 
-Rule: candidates are the speakers with training clips of non-keyword words and no training clip of a keyword (so
-no speaker crosses splits for any class); they are taken in the order of sha1("<seed>:<speaker>") until
-validation's non-keyword count reaches share / (100 - share) x (its keyword clips + its silence items).
+- non-keyword clips are `share` percent of validation (its keyword clips + silence items + non-keywords), and
+- every *rare* keyword (fewer than `keyword_share` percent of its clips in validation) has that share;
+
+and validation then keeps every non-keyword clip it holds instead of drawing `unknown_percentage` of them.
+
+Rule: candidates are the speakers with no training clip of a non-rare keyword (so no speaker crosses splits for a
+class that is not topped up); they are visited in the order of sha1("<seed>:<speaker>"), twice: first a speaker
+is moved, with all of its training clips, when every group it has clips of is still below its target (so topping
+up one group does not drain another), then when any is. Deterministic per seed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections import Counter
 from pathlib import PurePosixPath
+
+UNKNOWN_GROUP = "_unknown_"
 
 
 def speaker(relpath: str) -> str:
@@ -24,40 +32,61 @@ def speaker(relpath: str) -> str:
     return re.sub(r"_nohash_.*$", "", PurePosixPath(relpath).name)
 
 
-def move_unknown_speakers(
+def move_speakers(
     splits: dict[str, dict[str, list[str]]],
     keywords: list[str],
     share: float,
     silence_percentage: float,
     seed: int,
+    keyword_share: float = 10.0,
 ) -> dict[str, object]:
     """Move speakers (in place) from splits["train"] to splits["validation"]; returns what was moved."""
     train, val = splits["train"], splits["validation"]
     kw = set(keywords)
-    keyword_speakers = {speaker(p) for w, ps in train.items() if w in kw for p in ps}
+
+    def count(split: dict[str, list[str]], word: str) -> int:
+        return len(split.get(word, []))
+
+    rare = {w for w in kw if count(val, w) < keyword_share / 100 * (count(val, w) + count(train, w))}
+    rare_target = {w: math.ceil(keyword_share / 100 * (count(val, w) + count(train, w))) for w in rare}
+    blocked = {speaker(p) for w, ps in train.items() if w in kw - rare for p in ps}
     by_speaker: dict[str, list[tuple[str, str]]] = {}
     for word, paths in train.items():
-        if word in kw:
-            continue
         for p in paths:
             by_speaker.setdefault(speaker(p), []).append((word, p))
     candidates = sorted(
-        (s for s in by_speaker if s not in keyword_speakers),
+        (s for s in by_speaker if s not in blocked),
         key=lambda s: hashlib.sha1(f"{seed}:{s}".encode()).hexdigest(),
     )
-    n_keyword = sum(len(ps) for w, ps in val.items() if w in kw)
-    n_silence = math.ceil(n_keyword * silence_percentage / 100)
-    have = sum(len(ps) for w, ps in val.items() if w not in kw)
-    target = math.ceil(share / (100 - share) * (n_keyword + n_silence)) if share < 100 else math.inf
+    have = Counter({w: count(val, w) for w in rare})
+    have[UNKNOWN_GROUP] = sum(len(ps) for w, ps in val.items() if w not in kw)
+
+    def unknown_target() -> float:
+        if share >= 100:
+            return math.inf
+        n_keyword = sum(len(ps) for w, ps in val.items() if w in kw)
+        return math.ceil(
+            share / (100 - share) * (n_keyword + math.ceil(n_keyword * silence_percentage / 100))
+        )
+
+    def short(group: str) -> bool:
+        return have[group] < (unknown_target() if group == UNKNOWN_GROUP else rare_target[group])
+
     moved: list[str] = []
-    for s in candidates:
-        if have >= target:
-            break
-        for word, p in by_speaker[s]:
-            train[word].remove(p)
-            val.setdefault(word, []).append(p)
-        have += len(by_speaker[s])
-        moved.append(s)
+    # first pass: only speakers all of whose groups are short (so topping up one group overfills no other);
+    # second pass: any speaker with a short group
+    for strict in (True, False):
+        for s in candidates:
+            if s in moved or not any(short(g) for g in [UNKNOWN_GROUP, *rare]):
+                continue
+            groups = {w if w in kw else UNKNOWN_GROUP for w, _ in by_speaker[s]}
+            if not (all if strict else any)(short(g) for g in groups):
+                continue
+            for word, p in by_speaker[s]:
+                train[word].remove(p)
+                val.setdefault(word, []).append(p)
+                have[word if word in kw else UNKNOWN_GROUP] += 1
+            moved.append(s)
     for word in list(train):
         if not train[word]:
             del train[word]
@@ -65,8 +94,9 @@ def move_unknown_speakers(
         val[word].sort()
     return {
         "share": share,
-        "target_clips": target,
-        "validation_unknown_clips": have,
+        "unknown_target": unknown_target(),
+        "validation_counts": dict(sorted(have.items())),
+        "rare_keywords": {w: rare_target[w] for w in sorted(rare)},
         "speakers_moved": len(moved),
         "clips_moved": sum(len(by_speaker[s]) for s in moved),
         "candidate_speakers": len(candidates),
