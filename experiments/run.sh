@@ -16,6 +16,15 @@ for s in $link; do [ -e "$ws/$s" ] || ln -s "$from/$s" "$ws/$s"; done
 cd "$(dirname "$0")/.."
 git rev-parse --short HEAD > "$ws/commit.txt"
 echo "$stages $pipeline $*" > "$ws/command.txt"
+# a linked stage that is not up to date would be rerun in place, inside FROM_WS: refuse instead
+for s in $link; do
+  state=$(.venv/bin/python -m bifsmn_cli status -c "$pipeline" --set download.path=/work/shared/data/speech-commands-real \
+    --set workspace="$ws" "$@" 2>&1 | grep -E "^│ $s " | awk -F'│' '{print $3}' | xargs)
+  if [ "$state" != "up to date" ]; then
+    echo "linked stage $s is '$state' with these settings; refusing to rerun it inside $from" >> /work/runs/acc/$name.log
+    exit 1
+  fi
+done
 export OMP_NUM_THREADS=${THREADS:-1}
 start=$(date +%s)
 for st in $stages; do :; done

@@ -35,6 +35,17 @@ for stage in stages:
         print(
             f"  ep {h['epoch'] + 1:3d} loss {h['train_loss']:.3f} {h['seconds']:.0f}s | " + " | ".join(cells)
         )
+    if len(history) >= 3 and history[-1].get("val_metrics"):
+        for v in history[-1]["val_metrics"]:
+            last = [h["val_metrics"][v] for h in history[-3:]]
+
+            def mean(k: str, last: list = last) -> float:
+                return 100 * sum(m[k] or 0 for m in last) / len(last)
+
+            print(
+                f"  last-3 mean {v}: acc {mean('accuracy'):.2f} bal {mean('balanced_accuracy'):.2f} "
+                f"unk {mean('unknown_recall'):.1f} FA {mean('false_accept'):.1f} sil {mean('silence_recall'):.1f}"
+            )
     if (d / "metrics.json").exists():
         m = json.loads((d / "metrics.json").read_text())
         print(f"  best epoch {m['best_epoch']} ({m['selection']})")
