@@ -10,6 +10,7 @@ padded or trimmed.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,14 +36,17 @@ from bifsmn_cli.data.corpus import (
     SILENCE,
     SPLITS,
     TF_RANDOM_SEED,
+    UNKNOWN,
     CorpusRecord,
     Item,
     assign_splits,
     build_task,
     official_test_items,
     scan,
+    task_words,
 )
 from bifsmn_cli.data.packed import FILES, NpyAppender, save_classes, save_frontend, save_noises, split_paths
+from bifsmn_cli.data.unknown_split import UNKNOWN_GROUP, move_speakers
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.fsutil import atomic_write_json
 from stages.pipeline.stage import StageContext, StageSpec
@@ -70,6 +74,25 @@ SPEC = StageSpec(
             10.0, "hash-rule share of validation (without list files)", **_PERCENT
         ),
         "testing_percentage": Float(10.0, "hash-rule share of testing (without list files)", **_PERCENT),
+        "missing_list": Str(
+            "hash",
+            "a split whose list file is absent or empty: hash = its share by the hash rule (TensorFlow's); "
+            "train = none, those clips train (a corpus that ships only a validation list)",
+            choices=("hash", "train"),
+        ),
+        "validation_unknown_share": Float(
+            0.0,
+            "percent of validation made of non-keywords, by moving seeded whole speakers from training "
+            "(0 = off; tasks 12, words)",
+            min=0,
+            max=50,
+        ),
+        "synthetic_unknown_per_word": Int(
+            0, "espeak-ng clips per synthetic non-keyword word added to training's _unknown_ (0 = off)", min=0
+        ),
+        "synthetic_unknown_words": List(
+            "str", [], "those words; empty = near-misses of the command words and common English words"
+        ),
         "split_seed": Int(
             TF_RANDOM_SEED, "seed of the silence/unknown draws and of eval noise (TensorFlow's)", min=0
         ),
@@ -120,6 +143,79 @@ def _load_noises(
     return noises
 
 
+def _move_to_validation(
+    c: dict[str, Any], splits: dict[str, dict[str, list[str]]], corpus_words: list[str]
+) -> dict[str, Any] | None:
+    """validation_unknown_share: whole speakers moved from training so validation can measure rejection."""
+    if c["validation_unknown_share"] <= 0 or c["task"] == "35":
+        return None
+    keywords = task_words(c["task"], c["words"], corpus_words)
+    moved = move_speakers(
+        splits, keywords, c["validation_unknown_share"], c["silence_percentage"], c["split_seed"]
+    )
+    info(
+        f"validation: {moved['speakers_moved']} speakers ({moved['clips_moved']} clips) moved from training "
+        f"(featurize.validation_unknown_share {c['validation_unknown_share']:g}); validation holds "
+        f"{moved['validation_counts'][UNKNOWN_GROUP]} non-keyword clips"
+    )
+    return moved
+
+
+def _assigned_unused(
+    splits: dict[str, dict[str, list[str]]], items: dict[str, list[Item]], classes: list[str]
+) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Per split, the clips assigned to it that the task leaves out (non-keywords beyond unknown_percentage of
+    its keyword clips: all of them in a split without keyword clips), and the warnings that say so: a dropped
+    clip is data the user thinks they trained or tested on."""
+    unused, warnings = {}, []
+    for split in SPLITS:
+        used = {it.path for it in items[split] if it.path is not None}
+        left = [w for w, paths in splits[split].items() for p in paths if p not in used]
+        if not left:
+            continue
+        unused[split] = dict(
+            sorted(Counter("keyword" if w in classes else "non-keyword" for w in left).items())
+        )
+        assigned = sum(len(p) for p in splits[split].values())
+        hint = "raise featurize.unknown_percentage to use more non-keywords"
+        if _no_keywords(items[split], classes):
+            hint = "it has no keyword clips; set featurize.missing_list: train to train on them"
+        kinds = ", ".join(f"{n} {k}" for k, n in unused[split].items())
+        warnings.append(
+            f"featurize: {split}: {len(left)} of its {assigned} clips are not used ({kinds}): {hint}"
+        )
+    return unused, warnings
+
+
+def _no_keywords(items: list[Item], classes: list[str]) -> bool:
+    keywords = {i for i, name in enumerate(classes) if name not in (SILENCE, UNKNOWN)}
+    return not any(it.label in keywords for it in items)
+
+
+def _add_synthetic_unknown(
+    ctx: StageContext, c: dict[str, Any], classes: list[str], items: dict[str, list[Item]]
+) -> int:
+    """synthetic_unknown_per_word: espeak-ng non-keywords appended to training's `_unknown_`; returns how many."""
+    if c["synthetic_unknown_per_word"] <= 0:
+        return 0
+    if UNKNOWN not in classes:
+        raise UserError(
+            "featurize.synthetic_unknown_per_word: the task has no _unknown_ class (task 35); set it to 0"
+        )
+    from bifsmn_cli.data.synthetic_unknown import default_words, synthesize_unknown
+
+    keywords = [w for w in classes if w not in (SILENCE, UNKNOWN)]
+    words = [w for w in c["synthetic_unknown_words"] if w not in keywords] or default_words(keywords)
+    paths = synthesize_unknown(
+        ctx.state_dir / "synthetic_unknown", words, c["synthetic_unknown_per_word"], c["split_seed"]
+    )
+    label = classes.index(UNKNOWN)
+    items["train"] = items["train"] + [Item(str(p), label) for p in paths]
+    random.Random(c["split_seed"]).shuffle(items["train"])
+    info(f"train: {len(paths)} synthetic non-keyword clips of {len(words)} words added to {UNKNOWN}")
+    return len(paths)
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     from bifsmn_cli.audio.frontend import FrontEnd
 
@@ -129,10 +225,26 @@ def run(ctx: StageContext) -> dict[str, Any]:
     root = record.root_path(download)
     frontend_config = dataclass_from_section(FrontEndConfig, c)
     corpus = scan(root)
-    splits, split_source = assign_splits(corpus, c["validation_percentage"], c["testing_percentage"])
-    classes, items = build_task(
-        splits, c["task"], c["words"], c["silence_percentage"], c["unknown_percentage"], c["split_seed"]
+    splits, split_source = assign_splits(
+        corpus, c["validation_percentage"], c["testing_percentage"], hash_missing=c["missing_list"] == "hash"
     )
+    if not splits["validation"]:
+        raise UserError(
+            f"featurize.missing_list: train leaves validation empty ({root} has no validation list); "
+            "set featurize.missing_list: hash or add validation_list.txt"
+        )
+    moved = _move_to_validation(c, splits, corpus.words)
+    classes, items = build_task(
+        splits,
+        c["task"],
+        c["words"],
+        c["silence_percentage"],
+        c["unknown_percentage"],
+        c["split_seed"],
+        all_unknown_in=("validation",) if moved else (),
+    )
+    unused, unused_warnings = _assigned_unused(splits, items, classes)
+    synthetic = _add_synthetic_unknown(ctx, c, classes, items)
     roots = dict.fromkeys(SPLITS, root)
     test_root = record.test_root_path(download)
     if test_root is not None:
@@ -176,6 +288,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "task": c["task"],
             "classes": classes,
             "split_source": split_source,
+            "assigned_unused": unused,
+            "validation_unknown_moved": moved,
+            "synthetic_unknown_clips": synthetic,
             "clips": {s: sum(v.values()) for s, v in counts.items()},
             "per_class": counts,
             "bad": report.bad,
@@ -188,6 +303,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "clips_per_second": round(clips_per_second, 1),
         },
     )
+    for line in unused_warnings:
+        warn(line)
     if report.bad:
         warn(f"{len(report.bad)} bad clips skipped; see {ctx.out_dir / 'report.json'}")
     return {

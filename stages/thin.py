@@ -67,12 +67,14 @@ def _table(rows: list[dict[str, Any]], chosen: list[str]) -> str:
         return "n/a" if x is None else f"{100 * x:.2f}"
 
     lines = [
-        "| variant | deployed | val acc % | test acc % | params | real MACs | binary ops | FLOPs | size (bytes) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | deployed | val acc % | val balanced % | val non-keyword recall % | val false accepts % "
+        "| test acc % | params | real MACs | binary ops | FLOPs | size (bytes) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['variant']} | {'yes' if r['variant'] in chosen else ''} | {pct(r['val_accuracy'])} | "
+            f"{pct(r['val_balanced_accuracy'])} | {pct(r['val_unknown_recall'])} | {pct(r['val_false_accept'])} | "
             f"{pct(r['test_accuracy'])} | {r['params']:,} | {r['real_macs']:,} | {r['binary_ops']:,} | "
             f"{r['flops']:,.0f} | {r['bytes']:,} |"
         )
@@ -92,6 +94,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         student.model,
         packed.load_split(featurized, "validation"),
         packed.load_split(featurized, "testing"),
+        classes,
     )
     chosen = choose(rows, ctx.config)
     for v in chosen:
@@ -108,6 +111,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
     info(_table(rows, chosen))
     metrics: dict[str, Any] = {"deployed": chosen}
     for r in rows:
-        metrics[f"test_accuracy_{r['variant']}"] = r["test_accuracy"]
+        for key in (
+            "val_accuracy",
+            "val_balanced_accuracy",
+            "val_unknown_recall",
+            "val_false_accept",
+            "test_accuracy",
+        ):
+            metrics[f"{key}_{r['variant']}"] = r[key]
         metrics[f"flops_{r['variant']}"] = r["flops"]
     return metrics

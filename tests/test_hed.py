@@ -117,3 +117,20 @@ def test_none_disables():
     assert not HED(HEDConfig(select="none")).enabled
     assert not HED(HEDConfig(alpha=0.0)).enabled
     assert HED(HEDConfig()).enabled
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "db2", "sym3"])
+@pytest.mark.parametrize("mode", ["zero", "symmetric", "reflect", "periodization"])
+def test_band_passes_equal_transform_then_inverse(wavelet, mode):
+    """high_pass/low_pass use per-axis operator matrices; they must equal forward + inverse on any shape."""
+    dwt = Wavelet2D(wavelet, mode)
+    for shape in ((3, 128, 8), (2, 7, 5), (9, 6)):
+        x = torch.randn(*shape, dtype=torch.float64)
+        ca, details = dwt(x)
+        h, w = x.shape[-2:]
+        torch.testing.assert_close(
+            dwt.high_pass(x), dwt.inverse(None, details)[..., :h, :w], atol=1e-10, rtol=0
+        )
+        torch.testing.assert_close(
+            dwt.low_pass(x), dwt.inverse(ca, (None, None, None))[..., :h, :w], atol=1e-10, rtol=0
+        )

@@ -74,14 +74,17 @@ class CorpusRecord:
             raise UserError(f"{path}: not a corpus record ({exc}); rerun `bifsmn download --force`") from None
 
 
+def speaker(relpath: str) -> str:
+    """The speaker part of `word/<speaker>_nohash_<n>.wav`: everything before `_nohash_`."""
+    return re.sub(r"_nohash_.*$", "", PurePosixPath(relpath).name)
+
+
 def which_set(filename: str, validation_percentage: float = 10.0, testing_percentage: float = 10.0) -> str:
     """TensorFlow's deterministic split of a clip: hash the speaker part of its name (everything before `_nohash_`).
 
     Adding clips never moves an existing one to another split, and all clips of a speaker share a split.
     """
-    base_name = PurePosixPath(filename).name
-    hash_name = re.sub(r"_nohash_.*$", "", base_name)
-    hashed = int(hashlib.sha1(hash_name.encode()).hexdigest(), 16)
+    hashed = int(hashlib.sha1(speaker(filename).encode()).hexdigest(), 16)
     percentage = (hashed % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
     if percentage < validation_percentage:
         return "validation"
@@ -143,9 +146,10 @@ def _stem(relpath: str) -> str:
 
 
 def assign_splits(
-    corpus: Corpus, validation_percentage: float, testing_percentage: float
+    corpus: Corpus, validation_percentage: float, testing_percentage: float, hash_missing: bool = True
 ) -> tuple[dict[str, dict[str, list[str]]], dict[str, str]]:
-    """Each clip's split: from the list files when present, else by `which_set`.
+    """Each clip's split: from the list files when present, else by `which_set`; with `hash_missing` False a
+    split whose list file is absent or empty stays empty (its clips train) instead.
 
     Returns {split: {word: [relpath]}} and, per split, where its membership came from.
     """
@@ -154,7 +158,11 @@ def assign_splits(
     source = {"train": "everything not listed for validation or testing"}
     for split, entries in corpus.lists.items():
         if entries is None:
-            source[split] = f"hash rule ({LIST_FILES[split]} absent or empty)"
+            source[split] = (
+                f"hash rule ({LIST_FILES[split]} absent or empty)"
+                if hash_missing
+                else f"none ({LIST_FILES[split]} absent or empty; missing_list: train)"
+            )
             continue
         source[split] = LIST_FILES[split]
         for entry in entries:
@@ -165,7 +173,7 @@ def assign_splits(
                     "fix the list or restore the file"
                 )
             listed[path] = split
-    hashed = {s for s, entries in corpus.lists.items() if entries is None}
+    hashed = {s for s, entries in corpus.lists.items() if entries is None and hash_missing}
     result: dict[str, dict[str, list[str]]] = {s: {} for s in SPLITS}
     for word, paths in corpus.clips.items():
         for path in paths:
@@ -214,12 +222,13 @@ def build_task(
     silence_percentage: float,
     unknown_percentage: float,
     seed: int = TF_RANDOM_SEED,
+    all_unknown_in: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, list[Item]]]:
     """Classes and items per split, as TensorFlow's `prepare_data_index` builds them.
 
     Task "35" uses every word as a class; "12" and "words" put `_silence_` and `_unknown_` first, add
     ceil(n * silence_percentage / 100) silence items and as many unknown clips (other words, drawn at random)
-    to each split of n keyword clips.
+    to each split of n keyword clips; the splits in `all_unknown_in` keep every unknown clip instead.
     """
     corpus_words = sorted({w for per_word in splits.values() for w in per_word})
     wanted = task_words(task, words, corpus_words)
@@ -239,7 +248,7 @@ def build_task(
         n = len(kept)
         kept += [Item(None, index[SILENCE])] * math.ceil(n * silence_percentage / 100)
         rng.shuffle(unknown)
-        kept += unknown[: math.ceil(n * unknown_percentage / 100)]
+        kept += unknown if split in all_unknown_in else unknown[: math.ceil(n * unknown_percentage / 100)]
         data[split] = kept
     for split in SPLITS:
         rng.shuffle(data[split])

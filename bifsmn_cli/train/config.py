@@ -41,6 +41,24 @@ class TrainConfig:
     kd_temperature: float = field(
         default=1.0, metadata={"min": 0.1, "help": "softmax temperature of that KL"}
     )
+    select: str = field(
+        default="balanced_accuracy",
+        metadata={
+            "choices": ("accuracy", "balanced_accuracy"),
+            "help": "validation metric of the 1x variant that picks the best epoch (balanced: rejection counts "
+            "as much as each keyword, so a rarer class cannot be traded for 0.1 point of accuracy)",
+        },
+    )
+    oversample_unknown: float = field(
+        default=1.0,
+        metadata={"min": 1.0, "help": "times each _unknown_ clip appears per epoch (2.5 = 2 or 3)"},
+    )
+    spec_time_masks: int = field(default=0, metadata={"min": 0, "help": "SpecAugment time masks per clip"})
+    spec_time_width: int = field(default=0, metadata={"min": 0, "help": "max frames per time mask"})
+    spec_freq_masks: int = field(
+        default=0, metadata={"min": 0, "help": "SpecAugment frequency masks per clip"}
+    )
+    spec_freq_width: int = field(default=0, metadata={"min": 0, "help": "max bins per frequency mask"})
     eval_batch_size: int = field(default=512, metadata={"min": 1, "help": "batch size of evaluation"})
     seed: int = field(default=0, metadata={"help": "seed of data order, augmentation and dropout"})
     device: str = field(

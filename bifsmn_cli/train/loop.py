@@ -7,7 +7,8 @@ validation score (evaluate.py), the best-epoch bookkeeping (selection.py) and a 
 (distributed.py). The model ends holding the selected epoch's weights.
 
 `progress(event)` (process 0 only) after every batch: {"event": "batch", epoch, step, steps, loss}; after every
-epoch: {"event": "epoch", epoch, epochs, train_loss, val_accuracy: {variant: acc}, lr, seconds}. Epochs are
+epoch: {"event": "epoch", epoch, epochs, train_loss, val_accuracy: {variant: acc}, val_metrics: {variant:
+kws_summary}, lr, seconds}. Epochs are
 0-based.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bifsmn_cli.audio.specaugment import SpecAugmentConfig, spec_augment
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.nn.dfsmn import DFSMN, variant_blocks, variant_ratio
 from bifsmn_cli.nn.hed import HED
@@ -31,7 +33,9 @@ from bifsmn_cli.train.config import TrainConfig
 from bifsmn_cli.train.data import Augment, Frontend, TrainData, split_features, to_float
 from bifsmn_cli.train.evaluate import EvalResult, evaluate
 from bifsmn_cli.train.losses import JointLoss
+from bifsmn_cli.train.metrics import kws_summary, unknown_class
 from bifsmn_cli.train.optim import make_optimizer
+from bifsmn_cli.train.sampling import epoch_length, epoch_order
 from bifsmn_cli.train.selection import KINDS, BestEpochs
 
 Progress = Callable[[dict[str, Any]], None]
@@ -89,7 +93,11 @@ class _Batches:
         self.rank, self.world = distributed.world()
         self.data, self.cfg, self.frontend, self.augment, self.device = data, cfg, frontend, augment, device
         self.features = None if augment is not None else split_features(data.train, frontend, "train")
-        n = len(data.train)
+        self.unknown = unknown_class(data.class_names)
+        n = epoch_length(data.train.labels, self.unknown, cfg.oversample_unknown)
+        self.spec = SpecAugmentConfig(
+            cfg.spec_time_masks, cfg.spec_time_width, cfg.spec_freq_masks, cfg.spec_freq_width
+        )
         self.steps = n // cfg.batch_size if self.world > 1 else math.ceil(n / cfg.batch_size)
         if self.steps < 1:
             raise UserError(
@@ -109,6 +117,8 @@ class _Batches:
                 feats = self.frontend(waves).to(self.device)
             else:
                 feats = self.features[batch].to(self.device)
+            if self.spec.enabled:
+                feats = spec_augment(feats, self.spec, aug_gen)
             yield feats, labels.to(self.device)
 
 
@@ -141,6 +151,7 @@ def train(
     model.to(device)
     loss_fn.to(device)
     batches = _Batches(data, cfg, frontend, augment, device)
+    names = list(data.class_names) or [str(i) for i in range(model.cfg.num_classes)]
     val_feats = split_features(data.val, frontend, "val")
     optimizer, scheduler = make_optimizer(model, cfg, batches.steps)
     order_gen = torch.Generator().manual_seed(cfg.seed)  # identical on every process: one global order
@@ -178,7 +189,7 @@ def train(
             model.train()
             model.set_epoch(epoch, cfg.epochs)
             total_loss, steps_done = torch.zeros(()), 0
-            order = torch.randperm(len(data.train), generator=order_gen)
+            order = epoch_order(data.train.labels, batches.unknown, cfg.oversample_unknown, order_gen)
             for step, (feats, labels) in enumerate(batches(order, aug_gen)):
                 loss = loss_fn(joint, feats, labels)
                 optimizer.zero_grad(set_to_none=True)
@@ -207,15 +218,17 @@ def train(
                     checkpoint.stall_forever(stall[2])
 
             val = evaluate(model, val_feats, data.val.labels, variants, cfg.eval_batch_size, device)
+            summary = {v: kws_summary(r.confusion, names) for v, r in val.items()}
             record = {
                 "epoch": epoch,
                 "train_loss": distributed.mean_over_processes(float(total_loss) / max(steps_done, 1)),
                 "val_accuracy": {v: r.accuracy for v, r in val.items()},
+                "val_metrics": summary,
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - started,
             }
             history.append(record)
-            improved = best.update(epoch, record["val_accuracy"])
+            improved = best.update(epoch, {v: m[cfg.select] for v, m in summary.items()})
             rng = distributed.gather_over_processes(checkpoint.rng_state(order_gen, aug_gen))
             if rank == 0:
                 weights_now = {k: t.detach().cpu() for k, t in model.state_dict().items()}

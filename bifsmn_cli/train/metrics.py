@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bifsmn_cli.data.corpus import SILENCE, UNKNOWN
 from bifsmn_cli.figures import pyplot, save_png
 
 
@@ -27,6 +28,54 @@ def per_class_accuracy(confusion: Tensor) -> list[float | None]:
     """Recall of each class; None for a class absent from the labels."""
     support = confusion.sum(dim=1)
     return [float(confusion[i, i]) / int(n) if n else None for i, n in enumerate(support.tolist())]
+
+
+def balanced_accuracy(confusion: Tensor) -> float:
+    """Mean recall over the classes present in the labels: every class counts alike, however rare."""
+    recalls = [r for r in per_class_accuracy(confusion) if r is not None]
+    return sum(recalls) / len(recalls) if recalls else 0.0
+
+
+def unknown_class(class_names: Sequence[str]) -> int | None:
+    """The index of `_unknown_` among the classes, or None for a task without one."""
+    return list(class_names).index(UNKNOWN) if UNKNOWN in class_names else None
+
+
+def kws_metrics(
+    confusion: Tensor, class_names: Sequence[str], silence: str = SILENCE, unknown: str = UNKNOWN
+) -> dict[str, Any]:
+    """What a keyword spotter's user feels: accuracy, balanced accuracy, per-class recall, how often a
+    non-keyword is rejected (`unknown_recall`) and how often a non-keyword or silence fires a keyword
+    (`false_accept`: predicted as any keyword class, over all non-keyword and silence clips; the same over
+    non-keyword clips alone is `unknown_false_accept`). Absent classes give None."""
+    names = list(class_names)
+    recalls = per_class_accuracy(confusion)
+    keyword = torch.tensor([n not in (silence, unknown) for n in names])
+    rejectors = [names.index(n) for n in (silence, unknown) if n in names]
+
+    def fired(rows: list[int]) -> float | None:
+        block = confusion[rows]
+        total = int(block.sum())
+        return float(block[:, keyword].sum()) / total if total else None
+
+    u = names.index(unknown) if unknown in names else None
+    s = names.index(silence) if silence in names else None
+    return {
+        "accuracy": accuracy(confusion),
+        "balanced_accuracy": balanced_accuracy(confusion),
+        "unknown_recall": recalls[u] if u is not None else None,
+        "silence_recall": recalls[s] if s is not None else None,
+        "false_accept": fired(rejectors) if rejectors else None,
+        "unknown_false_accept": fired([u]) if u is not None else None,
+        "per_class": dict(zip(names, recalls, strict=True)),
+    }
+
+
+def kws_summary(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> dict[str, float | None]:
+    """`kws_metrics` of a confusion matrix given as lists, without the per-class recalls: one epoch's line."""
+    metrics = kws_metrics(torch.tensor(confusion), class_names)
+    del metrics["per_class"]
+    return metrics
 
 
 def plot_confusion(confusion: Tensor, class_names: Sequence[str], path: Path, title: str = "") -> None:

@@ -1,7 +1,8 @@
-"""Which epoch's weights a training run ends with: chosen on validation accuracy, never on test.
+"""Which epoch's weights a training run ends with: chosen on a validation score (`select`: accuracy or balanced
+accuracy), never on test.
 
-The highest 1x accuracy among epochs whose accuracies do not increase as the variant gets thinner
-(1x >= 0.5x >= 0.25x: "ordered"); if no epoch satisfies that, the highest 1x accuracy ("best-1x").
+The highest 1x score among epochs whose scores do not increase as the variant gets thinner
+(1x >= 0.5x >= 0.25x: "ordered"); if no epoch satisfies that, the highest 1x score ("best-1x").
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from bifsmn_cli.nn.dfsmn import variant_ratio
 KINDS = ("ordered", "any")  # the two rules tracked during training, in order of preference
 
 
-def is_ordered(accs: dict[str, float], variants: Sequence[str]) -> bool:
+def is_ordered(scores: dict[str, float], variants: Sequence[str]) -> bool:
     by_depth = sorted(variants, key=variant_ratio, reverse=True)
-    return all(accs[a] >= accs[b] for a, b in zip(by_depth, by_depth[1:], strict=False))
+    return all(scores[a] >= scores[b] for a, b in zip(by_depth, by_depth[1:], strict=False))
 
 
 class BestEpochs:
@@ -29,13 +30,13 @@ class BestEpochs:
         self.primary = max(self.variants, key=variant_ratio)
         self.state: dict[str, dict[str, Any] | None] = state or dict.fromkeys(KINDS)
 
-    def update(self, epoch: int, accs: dict[str, float]) -> list[str]:
-        """Record one epoch's validation accuracies; returns the rules under which it is the new best."""
+    def update(self, epoch: int, scores: dict[str, float]) -> list[str]:
+        """Record one epoch's validation scores; returns the rules under which it is the new best."""
         improved = []
-        for kind, eligible in (("ordered", is_ordered(accs, self.variants)), ("any", True)):
+        for kind, eligible in (("ordered", is_ordered(scores, self.variants)), ("any", True)):
             best = self.state[kind]
-            if eligible and (best is None or accs[self.primary] > best["accuracy"]):
-                self.state[kind] = {"epoch": epoch, "accuracy": accs[self.primary]}
+            if eligible and (best is None or scores[self.primary] > best["score"]):
+                self.state[kind] = {"epoch": epoch, "score": scores[self.primary]}
                 improved.append(kind)
         return improved
 

@@ -15,14 +15,19 @@ from bifsmn_cli.nn.config import TEACHER
 from bifsmn_cli.nn.counting import count_variant
 from bifsmn_cli.nn.dfsmn import DFSMN
 from bifsmn_cli.train.evaluate import evaluate
+from bifsmn_cli.train.metrics import kws_summary
 
 
 def _tensors(split: PackedSplit) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(split.features.copy()), torch.from_numpy(split.labels.astype("int64"))
 
 
-def score(teacher: DFSMN, student: DFSMN, val: PackedSplit, test: PackedSplit) -> list[dict[str, Any]]:
-    """One row per model: the teacher, then every variant of the student (test accuracy None without a test split)."""
+def score(
+    teacher: DFSMN, student: DFSMN, val: PackedSplit, test: PackedSplit, classes: list[str]
+) -> list[dict[str, Any]]:
+    """One row per model: the teacher, then every variant of the student, with validation's keyword-spotting
+    figures (`kws_summary`: balanced accuracy, non-keyword recall, false accepts) beside the accuracies (test
+    accuracy None without a test split)."""
     val_t, test_t = _tensors(val), _tensors(test)
     rows = []
     for name, model, variants in ((TEACHER, teacher, ["1x"]), ("student", student, list(student.variants))):
@@ -34,6 +39,11 @@ def score(teacher: DFSMN, student: DFSMN, val: PackedSplit, test: PackedSplit) -
                 {
                     "variant": TEACHER if name == TEACHER else v,
                     "val_accuracy": val_acc[v].accuracy,
+                    **{
+                        f"val_{k}": m
+                        for k, m in kws_summary(val_acc[v].confusion, classes).items()
+                        if k != "accuracy"
+                    },
                     "test_accuracy": test_acc[v].accuracy if test_acc else None,
                     "params": count.params,
                     "real_macs": count.real_macs,

@@ -25,7 +25,7 @@ from bifsmn_cli.train.data import SplitTensors, TrainData
 from bifsmn_cli.train.distributed import distributed
 from bifsmn_cli.train.evaluate import EvalResult
 from bifsmn_cli.train.loop import TrainResult, train
-from bifsmn_cli.train.metrics import plot_confusion, plot_history
+from bifsmn_cli.train.metrics import kws_metrics, kws_summary, plot_confusion, plot_history
 from stages.pipeline.stage import StageContext
 
 
@@ -162,7 +162,7 @@ class EpochProgress:
         if self._ctx is not None:
             self._ctx.__exit__(None, None, None)
             self._ctx = self._bar = None
-        accs = ", ".join(f"{v} {100 * a:.2f}%" for v, a in event["val_accuracy"].items())
+        accs = ", ".join(f"{v} {describe(m)}" for v, m in event["val_metrics"].items())
         info(
             f"{self.label} epoch {event['epoch'] + 1}/{self.epochs}: loss {event['train_loss']:.4f}, "
             f"validation {accs} ({event['seconds']:.1f} s)"
@@ -170,11 +170,18 @@ class EpochProgress:
 
 
 def _eval_dict(result: EvalResult, classes: list[str]) -> dict[str, Any]:
-    return {
-        "accuracy": result.accuracy,
-        "per_class": dict(zip(classes, result.per_class, strict=True)),
-        "confusion": result.confusion,
-    }
+    return {**kws_metrics(torch.tensor(result.confusion), classes), "confusion": result.confusion}
+
+
+def describe(m: dict[str, Any]) -> str:
+    """One variant's validation figures in a log line: accuracy, then the rejection figures when the task has
+    them (balanced accuracy, non-keyword recall, false accepts)."""
+    text = f"{100 * m['accuracy']:.2f}% (bal {100 * m['balanced_accuracy']:.2f}"
+    if m["unknown_recall"] is not None:
+        text += f", unk {100 * m['unknown_recall']:.1f}"
+    if m["false_accept"] is not None:
+        text += f", FA {100 * m['false_accept']:.1f}"
+    return text + ")"
 
 
 def write_results(ctx: StageContext, result: TrainResult, classes: list[str], title: str) -> dict[str, Any]:
@@ -204,10 +211,10 @@ def write_results(ctx: StageContext, result: TrainResult, classes: list[str], ti
         "epochs_run": len(result.history),
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
     }
-    for v, r in result.val.items():
-        metrics[f"val_accuracy_{v}"] = r.accuracy
-    for v, r in (result.test or {}).items():
-        metrics[f"test_accuracy_{v}"] = r.accuracy
-    summary = ", ".join(f"{v} {100 * r.accuracy:.2f}%" for v, r in result.val.items())
+    for split, results in (("val", result.val), ("test", result.test or {})):
+        for v, r in results.items():
+            for key, value in kws_summary(r.confusion, classes).items():
+                metrics[f"{split}_{key}_{v}"] = value
+    summary = ", ".join(f"{v} {describe(kws_summary(r.confusion, classes))}" for v, r in result.val.items())
     info(f"{title}: best epoch {result.best_epoch + 1}, validation {summary}")
     return metrics
