@@ -238,3 +238,11 @@ def test_training_killed_mid_epoch_resumes_bit_identical(featurized: Path, tmp_p
         theirs = json.loads((ref_ws / stage / "history.json").read_text())
         assert [h["train_loss"] for h in mine] == [h["train_loss"] for h in theirs]
         assert not (ws / stage / "state").exists()  # state is dropped once the stage finished
+        assert [h["val_metrics"] for h in mine] == [h["val_metrics"] for h in theirs]
+    # the keyword-spotting figures are first-class: per epoch, in metrics.json and in the manifest
+    metrics = json.loads((ws / "distill" / "metrics.json").read_text())
+    for v, m in metrics["validation"].items():
+        assert {"accuracy", "balanced_accuracy", "unknown_recall", "false_accept", "per_class"} <= m.keys()
+        assert m == {**m, **mine[metrics["best_epoch"] - 1]["val_metrics"][v]}  # the selected epoch's figures
+    manifest = json.loads((ws / "distill" / "manifest.json").read_text())
+    assert manifest["metrics"]["val_balanced_accuracy_1x"] == metrics["validation"]["1x"]["balanced_accuracy"]

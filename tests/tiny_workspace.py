@@ -83,7 +83,7 @@ def write_models(ws: Path, binarizer: str = "bifsmn") -> None:
     (thin / "models").mkdir(parents=True)
     featurized = ws / "featurize"  # write_featurize comes first
     val, test = packed.load_split(featurized, "validation"), packed.load_split(featurized, "testing")
-    rows = thin_scores.score(teacher, student, val, test)
+    rows = thin_scores.score(teacher, student, val, test, list(CLASSES))
     for v in VARIANTS:
         save_model(thin / "models" / f"{v}.pt", fixed_depth(student, v), CLASSES, fe, {"variant": v})
     (thin / "variants.json").write_text(json.dumps({"deployed": list(VARIANTS), "variants": rows}))

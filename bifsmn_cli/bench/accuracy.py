@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from bifsmn_cli.engine.binding import Engine
+from bifsmn_cli.train.metrics import confusion_matrix, kws_summary
 
 
 @torch.no_grad()
@@ -31,11 +32,20 @@ def engine_predictions(
 
 
 def compare(
-    model: torch.nn.Module, engine: Engine, features: np.ndarray, waves: np.ndarray, labels: np.ndarray
+    model: torch.nn.Module,
+    engine: Engine,
+    features: np.ndarray,
+    waves: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
 ) -> dict[str, Any]:
-    """Accuracies (fractions) and the engine's agreement with PyTorch's top class."""
+    """Accuracies (fractions), the engine's agreement with PyTorch's top class, and the keyword-spotting figures
+    (`kws_summary`: balanced accuracy, non-keyword recall, false accepts) of the engine end to end from PCM, which
+    is what a user of the exported model gets."""
     reference = torch_predictions(model, features)
     by_features, by_pcm = engine_predictions(engine, features, waves)
+    confusion = confusion_matrix(torch.from_numpy(by_pcm), torch.tensor(labels), len(classes))
+    e2e = kws_summary(confusion.tolist(), classes)
     return {
         "clips": int(len(labels)),
         "pytorch": float((reference == labels).mean()),
@@ -43,4 +53,5 @@ def compare(
         "engine_e2e": float((by_pcm == labels).mean()),
         "agreement": float((by_features == reference).mean()),
         "agreement_e2e": float((by_pcm == reference).mean()),
+        **{f"e2e_{k}": v for k, v in e2e.items() if k != "accuracy"},
     }

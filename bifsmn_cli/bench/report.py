@@ -133,6 +133,8 @@ def metrics(results: dict[str, Any]) -> dict[str, Any]:
         m = r["model"]
         out[f"accuracy_{m}"] = r["engine"]
         out[f"accuracy_pytorch_{m}"] = r["pytorch"]
+        for key in ("e2e_balanced_accuracy", "e2e_unknown_recall", "e2e_false_accept"):
+            out[f"{key}_{m}"] = results["accuracy"]["models"][m][key]
         out[f"latency_net_us_{m}"] = r["net_us"]
         out[f"latency_e2e_us_{m}"] = r["e2e_us"]
         if m != TEACHER:
@@ -390,7 +392,8 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         drop = None if teacher_acc is None or name == TEACHER else teacher_acc - a["pytorch"]
         arows.append(
             [name, _pct(a["pytorch"]), _pct(a["engine"]), _pct(a["engine_e2e"]), _pct(a["agreement"]),
-             _pct(a["agreement_e2e"]), "" if drop is None else f"{100 * drop:+.2f}",
+             _pct(a["agreement_e2e"]), _pct(a["e2e_balanced_accuracy"]), _pct(a["e2e_unknown_recall"]),
+             _pct(a["e2e_false_accept"]), "" if drop is None else f"{100 * drop:+.2f}",
              f"< {PAPER['accuracy_drop_below_pct']:g}" if name == "1x" else ""]
         )  # fmt: skip
     out += [
@@ -402,13 +405,18 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
                 "engine e2e %",
                 "engine = PyTorch %",
                 "e2e = PyTorch %",
+                "e2e balanced %",
+                "e2e non-keyword recall %",
+                "e2e false accepts %",
                 "drop vs teacher (points)",
                 "paper drop (SC V1-12)",
             ],
             arows,
         ),  # fmt: skip
         "\nengine: the C engine on the same features as PyTorch; e2e: the engine's own front end from 16-bit "
-        "PCM. The agreement columns count clips whose top class equals PyTorch's.\n",
+        "PCM. The agreement columns count clips whose top class equals PyTorch's. Balanced: the mean recall over "
+        "classes; non-keyword recall: `_unknown_` clips rejected; false accepts: `_unknown_` and `_silence_` clips "
+        "taken for a keyword.\n",
         "## Latency\n",
     ]
     out += _latency_section(results["latency"], "This machine")

@@ -101,7 +101,7 @@ def _accuracy(lib: Library, inp: Inputs) -> dict[str, Any]:
         for m in inp.models:
             with lib.load(inp.export_dir / inp.index["models"][m]["file"]) as engine:
                 out[m] = accuracy.compare(
-                    inp.torch_models[m].model, engine, inp.features, inp.waves, inp.labels
+                    inp.torch_models[m].model, engine, inp.features, inp.waves, inp.labels, inp.classes
                 )
             bar.advance()
     return {"split": inp.split, "models": out}
