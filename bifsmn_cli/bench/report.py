@@ -367,7 +367,8 @@ def _storage_section(s: dict[str, Any]) -> list[str]:
         "\n",
     ]
     rows = [
-        [v, f"{r['bfsm_bytes']:,}", _x(r["teacher_bfsm_over_bfsm"]), _x(r["state_dict_over_bfsm"]),
+        [v, f"{r['bfsm_bytes']:,}", r.get("fp_storage", "fp32"), _x(r["teacher_bfsm_over_bfsm"]),
+         _x(r.get("fp32_weights_over_bfsm")), _x(r["state_dict_over_bfsm"]),
          _x(r["checkpoint_over_bfsm"]), f"{r['packed_estimate_bytes']:,}", _x(r["fp32_weights_over_packed_estimate"]),
          _x(PAPER["storage_saving"]) if v == "1x" else ""]
         for v, r in s["variants"].items()
@@ -377,7 +378,9 @@ def _storage_section(s: dict[str, Any]) -> list[str]:
             [
                 "variant",
                 ".bfsm bytes",
+                "float storage",
                 "teacher.bfsm / .bfsm",
+                "fp32 weights / .bfsm",
                 "state dict / .bfsm",
                 "checkpoint / .bfsm",
                 "packed estimate",
@@ -388,7 +391,10 @@ def _storage_section(s: dict[str, Any]) -> list[str]:
         )  # fmt: skip
     )
     out.append(
-        "\nThe estimate counts 1 bit per binary weight and 4 bytes per other parameter and per-channel scale.\n"
+        "\nteacher.bfsm is the teacher in float32 (BatchNorm folded), the base of the storage ratio; fp32 weights are "
+        "4 bytes per teacher parameter. float storage: how each file stores its full-precision arrays (export."
+        "fp_storage; mixed: per array, exported.json has the measured choice). The estimate counts 1 bit per binary "
+        "weight and 4 bytes per other parameter and per-channel scale.\n"
     )
     return out
 

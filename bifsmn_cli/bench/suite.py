@@ -402,6 +402,7 @@ def _storage(inp: Inputs, teacher: torch.nn.Module) -> dict[str, Any]:
         "state_dict_bytes": len(buffer.getvalue()),
         "fp32_weights_bytes": inp.complexity[TEACHER]["bytes"],
         "bfsm_bytes": teacher_bfsm,
+        "bfsm_fp_storage": inp.index["models"][TEACHER].get("fp_storage", "fp32"),  # the ratios' float32 base
     }
     onnx = inp.index.get("onnx") or {}
     if onnx.get("written"):
@@ -413,8 +414,10 @@ def _storage(inp: Inputs, teacher: torch.nn.Module) -> dict[str, Any]:
         size = inp.index["models"][m]["bytes"]
         variants[m] = {
             "bfsm_bytes": size,
+            "fp_storage": inp.index["models"][m].get("fp_storage", "fp32"),  # export.fp_storage's result
             "packed_estimate_bytes": inp.complexity[m]["bytes"],
             "teacher_bfsm_over_bfsm": teacher_bfsm / size,
+            "fp32_weights_over_bfsm": full["fp32_weights_bytes"] / size,
             "state_dict_over_bfsm": full["state_dict_bytes"] / size,
             "checkpoint_over_bfsm": full["checkpoint_bytes"] / size,
             "fp32_weights_over_packed_estimate": full["fp32_weights_bytes"] / inp.complexity[m]["bytes"],
