@@ -16,17 +16,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bifsmn_cli.bench import arm, plots, report
-from bifsmn_cli.config import Bool, Int, List, Str
+from bifsmn_cli.config import Bool, Float, Int, List, Str
 from bifsmn_cli.console import console, info, is_quiet
 from bifsmn_cli.data import packed
 from bifsmn_cli.engine.binding import IMPLS, Library
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.fsutil import atomic_write_json, atomic_write_text
 from bifsmn_cli.nn.config import TEACHER
+from bifsmn_cli.stream_eval.det import THRESHOLDS
 from stages.pipeline.stage import StageContext, StageSpec
 
 if TYPE_CHECKING:
     from bifsmn_cli.bench.suite import Inputs
+
+SPLITS = ("auto", "testing", "validation")
 
 SPEC = StageSpec(
     name="bench",
@@ -56,6 +59,33 @@ SPEC = StageSpec(
         "profile_runs": Int(500, "alternated runs of the x86 profile (0: no profile)", min=0),
         "device": Str(
             None, "ssh://user@host[:port] of an aarch64 board to time the engine on", nullable=True
+        ),
+        # streaming keyword detection (bifsmn_cli/bench/streaming.py)
+        "streaming": Bool(
+            True, "evaluate every model as a streaming detector (bench.json's streaming section)"
+        ),
+        "streaming_split": Str(
+            "auto", "clips of the streams: auto (the bench's split), testing or validation", choices=SPLITS
+        ),
+        "streaming_seconds": Float(600.0, "length of the keyword stream (TensorFlow: 600)", min=1.0),
+        "streaming_false_alarm_seconds": Float(
+            3600.0, "length of the stream of noise and non-keywords only (0: none)", min=0.0
+        ),
+        "streaming_unknown_percentage": Float(
+            30.0, "non-keyword share of the keyword stream", min=0, max=100
+        ),
+        "streaming_background_volume": Float(0.1, "highest background noise volume", min=0, max=1),
+        "streaming_tolerance_ms": Float(
+            750.0, "a detection matches a label this close (TensorFlow: 750)", min=0
+        ),
+        "streaming_stride": Int(
+            None, "hops between network runs (null: the engine's default)", min=1, nullable=True
+        ),
+        "streaming_thresholds": List(
+            "float", list(THRESHOLDS), "the DET curve's thresholds, in (0, 1]", min=1e-6, max=1.0
+        ),
+        "streaming_cost_seconds": Float(
+            10.0, "audio per timed stream push (bifsmn-infer --bench --stream)", min=1.0
         ),
     },
     needs=("featurize", "train-teacher", "thin", "export", "build-kernel"),
@@ -136,7 +166,24 @@ def _inputs(ctx: StageContext) -> Inputs:
         kernel_metrics=ctx.input_manifest("build-kernel")["metrics"],
         torch_models=torch_models,
         library=_host_library(ctx),
+        stream_audio=_stream_audio(ctx, split, data, classes) if ctx.config["streaming"] else None,
     )
+
+
+def _stream_audio(ctx: StageContext, split: str, data: packed.PackedSplit, classes: list[str]) -> Any:
+    """The clips and noises the streaming evaluation builds its streams from."""
+    from bifsmn_cli.bench.streaming import SplitAudio
+
+    featurized = ctx.input_dir("featurize")
+    name = ctx.config["streaming_split"]
+    if name != "auto" and name != split:
+        split, data = name, packed.load_split(featurized, name)
+        if len(data) == 0:
+            raise UserError(f"bench.streaming_split: the {name} split of {featurized} is empty")
+    noises = (
+        list(packed.load_noises(featurized).values()) if (featurized / packed.NOISES_FILE).is_file() else []
+    )
+    return SplitAudio(split, data.waves, np.asarray(data.labels), classes, noises)
 
 
 def _host_library(ctx: StageContext) -> Library:

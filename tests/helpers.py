@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from bifsmn_cli.audio.config import FrontEndConfig
 from bifsmn_cli.data.corpus import COMMAND_WORDS
 from bifsmn_cli.engine.build import CSRC
+from bifsmn_cli.engine.stream import DetectorSettings
 from bifsmn_cli.nn.config import ModelConfig
 from bifsmn_cli.nn.dfsmn import DFSMN
 
@@ -341,3 +342,36 @@ def assert_close_db(got: np.ndarray, want: np.ndarray) -> None:
     assert worst <= TOLERANCE_DB, f"max difference {worst:.4g} dB above {FLOOR_DB} dB"
     # below the floor both sides still agree on where the clamp is
     np.testing.assert_array_equal(got <= -99.999, want <= -99.999)
+
+
+# ------------------------------------------------------------------------------------------------- streams
+
+STREAM_CLASSES = ["yes", "no", "up", "_silence_", "_unknown_"]
+# a random model's posteriors barely move: a low threshold, re-arming below it, a short refractory time and
+# average give events to compare; BUSY_ARGS are the same for bifsmn-infer --stream and bifsmn detect, stride 2
+BUSY_ARGS = ["--threshold", "0.5", "--rearm", "1", "--refractory", "100", "--average", "100", "--stride", "2"]
+BUSY = DetectorSettings(threshold=0.5, rearm=1.0, refractory_ms=100.0, average_ms=100.0)  # for the binding
+
+
+def stream_model(path: Path) -> Path:
+    """A small random-weight 1x student at the default front end, for the streaming tests."""
+    from bifsmn_cli.export.lowering import export_student
+
+    torch.manual_seed(3)
+    cfg = ModelConfig(
+        num_classes=len(STREAM_CLASSES), num_blocks=2, stem_channels=4, backbone_size=32, hidden_size=48
+    )
+    export_student(DFSMN(cfg, "bifsmn", ("1x",)).eval(), "1x", STREAM_CLASSES, FrontEndConfig(), path)
+    return path
+
+
+def busy_signal(seconds: float = 6.0, seed: int = 0) -> np.ndarray:
+    """Silence, noise bursts, gliding tones and clicks in 0.5-s segments, as int16 at 16 kHz."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    seg = (np.arange(n) // 8000) % 4
+    x = np.where(seg == 1, 0.3 * rng.standard_normal(n), 0.0)
+    x = np.where(seg == 2, 0.4 * np.sin(2 * np.pi * (300 + 400 * t) * t), x)
+    x = np.where((seg == 3) & (np.arange(n) % 700 == 0), 0.9, x)
+    return np.clip(x * 32767, -32768, 32767).astype(np.int16)

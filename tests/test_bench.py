@@ -19,7 +19,7 @@ from tiny_workspace import (
     upstream_of_export,
 )
 
-from bifsmn_cli.bench import arm, binary_layers, latency, machine, profile
+from bifsmn_cli.bench import arm, binary_layers, latency, machine, profile, streaming
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.export.bfsm import read_bfsm
 from bifsmn_cli.export.onnx_export import onnx_available
@@ -56,6 +56,7 @@ def test_schema(benched):
         "kernels",
         "arm",
         "storage",
+        "streaming",
     }
     assert set(b) >= {"complexity", "paper"}
     assert b["split"] == {"name": "testing", "clips": 8}
@@ -212,15 +213,41 @@ def test_report_plots_and_metrics(benched):
         "## Kernel throughput",
         "## ARM",
         "## Storage",
+        "## Streaming keyword detection",
     ):
         assert heading in report
     assert "not measured: bench.device is not set" in report and "paper" in report.lower()
-    for png in ("latency.png", "accuracy_vs_flops.png", "accuracy_vs_latency.png", "kernel_throughput.png"):
+    pngs = ("latency.png", "accuracy_vs_flops.png", "accuracy_vs_latency.png", "kernel_throughput.png")
+    for png in (*pngs, "streaming_det.png"):
         assert (out / png).read_bytes().startswith(PNG) and f"]({png})" in report
     m = manifest["metrics"]
     for v in VARIANTS:
         assert m[f"speedup_net_{v}"] > 0 and m[f"storage_ratio_{v}"] > 1 and m[f"latency_net_us_{v}"] > 0
     assert m["accuracy_teacher"] == b["accuracy"]["models"]["teacher"]["engine"]
+    st = b["streaming"]["models"]
+    for model in MODELS:
+        assert m[f"stream_frr_{model}"] == st[model]["default"]["false_rejection_rate"]
+        assert m[f"stream_cpu_us_per_s_{model}"] == st[model]["cost"]["cpu_us_per_audio_second"] > 0
+
+
+@pytest.mark.slow
+def test_streaming_section(benched):
+    """On the tiny workspace's random models (so the figures are consistent, not good): streams of the test
+    split, every model's accuracy, DET points at the configured thresholds and cost."""
+    _, _, b, _ = benched
+    st = b["streaming"]
+    assert st["measured"] and st["settings"]["stride"] == 3 and st["qemu"]["measured"] is False
+    k = st["streams"]
+    assert k["split"] == "testing" and k["clips"] == 8 and k["hours"] == pytest.approx(60 / 3600)
+    assert (
+        k["keywords"]["keywords"] + k["keywords"]["non_keywords"] == 10 and k["false_alarms"]["keywords"] == 0
+    )
+    assert list(st["models"]) == MODELS
+    for r in st["models"].values():
+        assert [p["threshold"] for p in r["det"]] == [0.5, 0.8, 0.99]
+        assert all(0 <= p["false_rejection_rate"] <= 1 and p["false_alarms_per_hour"] >= 0 for p in r["det"])
+        assert r["default"]["keywords"] == k["keywords"]["keywords"] and r["cost"]["runs"] > 0
+        assert set(r["tensorflow"]) >= {"matched_pct", "correct_pct", "wrong_pct", "false_positive_pct"}
 
 
 @pytest.mark.parametrize(
@@ -372,6 +399,22 @@ def test_qemu_instruction_differencing(tmp_path):
         str(fake), tmp_path / "p.so", tmp_path / "infer", {"1x": tmp_path / "m"}, tmp_path / "c"
     )
     assert counts == {"1x": {"net_insns": 100.0, "e2e_insns": 350.0, "frontend_insns": 250.0}}
+
+
+def test_qemu_stream_instruction_differencing(tmp_path):
+    """The same stand-in for a stream: S seconds pushed cost 5000 + S x 1000 instructions."""
+    fake = tmp_path / "qemu"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'sec=0; while [ $# -gt 0 ]; do case "$1" in --bench-seconds) sec=$2;; esac; shift; done\n'
+        'echo "insns: $((5000 + sec * 1000))" >&2\n'
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    s = streaming.Settings(cost_seconds=4)
+    got = streaming.qemu_insns(
+        str(fake), tmp_path / "p.so", tmp_path / "infer", {"1x": tmp_path / "m"}, tmp_path / "c", s
+    )
+    assert got == {"1x": 1000.0}
 
 
 def test_device_url():

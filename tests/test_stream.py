@@ -3,6 +3,7 @@
 hop 512, 32 frames):
 
 - the same events and posteriors for pushes of 1, 7, 512 and all samples, in both edge modes;
+- finish evaluates the end of the audio (a window only it runs fires), exactly as pushing silence would;
 - every run's posteriors are the softmax of the network's scores on the features the stream holds;
 - the incremental features equal the clip front end's where a frame does not reach past the window (all of them
   with edge="reflect");
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers import BUILD_DIR
+from helpers import BUILD_DIR, BUSY, BUSY_ARGS, STREAM_CLASSES, busy_signal, stream_model
 
 from bifsmn_cli.audio.config import FrontEndConfig
 from bifsmn_cli.engine import build as engine_build
@@ -35,22 +36,14 @@ from bifsmn_cli.export.lowering import export_student
 from bifsmn_cli.nn.config import ModelConfig
 from bifsmn_cli.nn.dfsmn import DFSMN
 
-CLASSES = ["yes", "no", "up", "_silence_", "_unknown_"]
+CLASSES = STREAM_CLASSES
 RATE, CLIP, HOP = 16000, 16000, 512
-# low threshold, re-arming below it, short refractory: a random model's posteriors give many events to compare
-BUSY = DetectorSettings(threshold=0.5, rearm=1.0, refractory_ms=100.0, average_ms=100.0)
 
 
 @pytest.fixture(scope="module")
 def model_path(lib, tmp_path_factory) -> Path:
     """The model file; asking for `lib` first builds the engine and bifsmn-infer from the current sources."""
-    torch.manual_seed(3)
-    cfg = ModelConfig(
-        num_classes=len(CLASSES), num_blocks=2, stem_channels=4, backbone_size=32, hidden_size=48
-    )
-    path = tmp_path_factory.mktemp("stream") / "tiny_1x.bfsm"
-    export_student(DFSMN(cfg, "bifsmn", ("1x",)).eval(), "1x", CLASSES, FrontEndConfig(), path)
-    return path
+    return stream_model(tmp_path_factory.mktemp("stream") / "tiny_1x.bfsm")
 
 
 @pytest.fixture
@@ -59,29 +52,19 @@ def engine(lib, model_path) -> Engine:
         yield e
 
 
-def signal(seconds: float = 6.0, seed: int = 0) -> np.ndarray:
-    """Silence, noise bursts, gliding tones and clicks in 0.5-s segments."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * RATE)
-    t = np.arange(n) / RATE
-    seg = (np.arange(n) // 8000) % 4
-    x = np.where(seg == 1, 0.3 * rng.standard_normal(n), 0.0)
-    x = np.where(seg == 2, 0.4 * np.sin(2 * np.pi * (300 + 400 * t) * t), x)
-    x = np.where((seg == 3) & (np.arange(n) % 700 == 0), 0.9, x)
-    return np.clip(x * 32767, -32768, 32767).astype(np.int16)
-
-
-def run_stream(engine: Engine, x: np.ndarray, chunk: int | None, **kwargs) -> Stream:
+def run_stream(engine: Engine, x: np.ndarray, chunk: int | None, finish: bool = False, **kwargs) -> Stream:
     s = Stream(engine, posteriors=True, **kwargs)
     step = chunk or x.size
     for i in range(0, x.size, step):
         s.push(x[i : i + step])
+    if finish:
+        s.finish()
     return s
 
 
 @pytest.mark.parametrize("edge", ["audio", "reflect"])
 def test_same_events_and_posteriors_whatever_the_chunking(engine, edge):
-    x = signal(4.0)
+    x = busy_signal(4.0)
     whole = run_stream(engine, x, None, detector=BUSY, stride=2, edge=edge)
     assert len(whole.events) >= 3 and len(whole.posteriors) > 50
     times = [t for t, _ in whole.posteriors]
@@ -96,6 +79,38 @@ def test_same_events_and_posteriors_whatever_the_chunking(engine, edge):
         )
 
 
+def test_finish_evaluates_the_end_of_the_audio(engine):
+    """3 s of silence ending in a 0.3-s noise burst: the random model's "no" passes 0.6 only in a window that
+    reaches past the audio, so it fires only when the stream is finished; finish equals pushing silence, runs
+    up to the first window ending half a clip past the audio, and does not depend on the chunking."""
+    rng = np.random.default_rng(0)
+    x = np.zeros(3 * RATE, np.int16)
+    x[-4800:] = np.clip(0.3 * rng.standard_normal(4800) * 32767, -32768, 32767).astype(np.int16)
+    only_no = DetectorSettings(thresholds={"no": 0.6}, average_ms=0.0)
+    s = run_stream(engine, x, None, detector=only_no, stride=4)
+    assert s.events == [] and s.posteriors[-1][0] <= x.size - s.latency
+    pushed = len(s.posteriors)
+    fired = s.finish()
+    assert [e.keyword for e in fired] == ["no"] and fired[0].time > x.size
+    times = [t for t, _ in s.posteriors]
+    assert times[-1] >= x.size + CLIP // 2 > times[-2] and len(times) > pushed
+    assert s.position == x.size and s.finish() == [] and len(s.posteriors) == len(times)
+    with pytest.raises(UserError, match="stream push: "):
+        s.push(x[:10])
+    # the same as pushing the silence, and as finishing after pushes of 7 samples
+    silent = run_stream(
+        engine, np.concatenate([x, np.zeros(CLIP, np.int16)]), None, detector=only_no, stride=4
+    )
+    assert silent.events == s.events
+    np.testing.assert_array_equal(
+        np.stack([p for _, p in silent.posteriors[: len(times)]]), np.stack([p for _, p in s.posteriors])
+    )
+    pieces = run_stream(engine, x, 7, finish=True, detector=only_no, stride=4)
+    assert pieces.events == s.events and [t for t, _ in pieces.posteriors] == times
+    s.reset()
+    assert s.push(x) == [] and s.position == x.size
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z.astype(np.float64) - z.max())
     return e / e.sum()
@@ -105,7 +120,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
 def test_posteriors_and_features_match_the_clip_engine(engine, edge):
     """Pushed one run period at a time, the last posteriors are the network's on the held features, and those
     equal the clip front end's on the window's audio (interior frames; all frames with reflect padding)."""
-    x, stride = signal(3.0, seed=1), 3
+    x, stride = busy_signal(3.0, seed=1), 3
     s = Stream(engine, stride=stride, edge=edge, posteriors=True)
     period, n_frames = stride * HOP, engine.feature_shape[1]
     edges = [t for t in range(n_frames) if t * HOP - 1024 < 0 or t * HOP + 1024 > CLIP]
@@ -142,7 +157,7 @@ def test_top_db_clamps_each_window_like_a_clip(lib, tmp_path):
     )
     path = tmp_path / "top_db.bfsm"
     export_student(DFSMN(cfg, "bifsmn", ("1x",)).eval(), "1x", CLASSES, FrontEndConfig(top_db=30.0), path)
-    x = signal(2.5, seed=5)
+    x = busy_signal(2.5, seed=5)
     with lib.load(path) as e:
         s = Stream(e, stride=8, edge="reflect", posteriors=True)
         period, compared, clamped = 8 * HOP, 0, 0
@@ -191,17 +206,15 @@ def infer(*args: str | Path, stdin: bytes | None = None, timeout: float = 120) -
     )
 
 
-BUSY_ARGS = ["--threshold", "0.5", "--rearm", "1", "--refractory", "100", "--average", "100", "--stride", "2"]
-
-
 def lines(out: bytes) -> list[dict]:
     return [json.loads(line) for line in out.decode().splitlines()]
 
 
 def test_cli_on_a_file_and_on_a_pipe_gives_the_bindings_events(engine, model_path, tmp_path):
-    x = signal(5.0, seed=2)
+    x = busy_signal(5.0, seed=2)
     wav = write_wav(tmp_path / "long.wav", x)
-    want = run_stream(engine, x, None, detector=BUSY, stride=2).events
+    finished = run_stream(engine, x, None, finish=True, detector=BUSY, stride=2)
+    want = finished.events  # the end of the input finishes the stream
     assert len(want) >= 3
     done = infer("--stream", *BUSY_ARGS, model_path, wav)
     assert done.returncode == 0 and done.stderr == b"", done.stderr
@@ -227,9 +240,8 @@ def test_cli_on_a_file_and_on_a_pipe_gives_the_bindings_events(engine, model_pat
     assert out == done.stdout
     posteriors = lines(infer("--stream", "--posteriors", *BUSY_ARGS, model_path, wav).stdout)
     runs = [p for p in posteriors if "posteriors" in p]
-    assert len(runs) == len(range(2 * HOP, x.size + 1, 2 * HOP)) and set(runs[0]["posteriors"]) == set(
-        CLASSES
-    )
+    assert [round(p["time"] * RATE) for p in runs] == [t for t, _ in finished.posteriors]
+    assert runs[-1]["time"] * RATE >= x.size + CLIP // 2 and set(runs[0]["posteriors"]) == set(CLASSES)
     assert len(posteriors) - len(runs) == len(want)
 
 
@@ -242,7 +254,7 @@ def assert_one_line(done: subprocess.CompletedProcess, status: int, *fragments: 
 
 
 def test_cli_bad_input_gets_one_line(model_path, tmp_path):
-    x = signal(1.0)
+    x = busy_signal(1.0)
     slow = write_wav(tmp_path / "8k.wav", x[::2], rate=8000)
     assert_one_line(
         infer("--stream", model_path, slow), 1, f"{slow}: 1 channel(s) at 8000 Hz", "needs mono at 16000"
@@ -283,7 +295,7 @@ def test_cli_terminal_input_and_closed_output(model_path, tmp_path):
         os.close(secondary)
     assert_one_line(done, 2, "standard input is a terminal", "arecord -t raw -f S16_LE -r 16000 -c 1")
     # a reader that goes away after one line: a quiet, successful end, not a crash or a hang
-    wav = write_wav(tmp_path / "long.wav", signal(20.0))
+    wav = write_wav(tmp_path / "long.wav", busy_signal(20.0))
     proc = subprocess.Popen(
         [BUILD_DIR / "bifsmn-infer", "--stream", "--posteriors", "--stride", "1", model_path, wav],
         stdout=subprocess.PIPE,
@@ -296,7 +308,7 @@ def test_cli_terminal_input_and_closed_output(model_path, tmp_path):
 
 
 def test_bench_stream_reports_the_cost_of_a_stream(model_path, tmp_path):
-    wav = write_wav(tmp_path / "clip.wav", signal(1.0))
+    wav = write_wav(tmp_path / "clip.wav", busy_signal(1.0))
     done = infer(
         "--bench", "3", "--warmup", "1", "--stream", "--bench-seconds", "2", "--stride", "4", model_path, wav
     )
@@ -342,7 +354,7 @@ def test_stream_under_asan_and_ubsan(model_path, tmp_path):
     engine_build.build(build_dir, log, 2, targets=["bifsmn-infer", "test_stream"])
     c_test = subprocess.run([build_dir / "test_stream"], capture_output=True, text=True, timeout=300)
     assert c_test.returncode == 0 and "test_stream: all checks passed" in c_test.stdout, c_test.stderr[-3000:]
-    x = signal(3.0, seed=4)
+    x = busy_signal(3.0, seed=4)
     wav = write_wav(tmp_path / "s.wav", x)
     for edge in ("audio", "reflect"):
         args = ["--stream", "--posteriors", "--edge", edge, *BUSY_ARGS, str(model_path)]

@@ -77,6 +77,7 @@ def write_featurize(ws: Path, clips: int = 8) -> None:
         labels = rng.integers(0, len(CLASSES), clips)
         packed.save_split(out, split, waves, labels, features, [f"clip{i}.wav" for i in range(clips)])
     packed.save_classes(out, CLASSES)
+    packed.save_noises(out, {"hiss": (0.5 * rng.standard_normal(3 * 16000)).astype(np.float32)})
     packed.save_frontend(out, FrontEndConfig(), (32, 32))
     _manifest(out, "featurize")
 
@@ -122,7 +123,9 @@ def pipeline_file(tmp: Path, ws: Path, extra: str = "") -> Path:
     path.write_text(
         f"name: tiny\nworkspace: {ws}\n"
         "export:\n  check_clips: 4\n"
-        "bench:\n  rounds: 2\n  repeats: 5\n  warmup: 1\n  kernel_shapes: [64]\n  kernel_samples: 2\n" + extra
+        "bench:\n  rounds: 2\n  repeats: 5\n  warmup: 1\n  kernel_shapes: [64]\n  kernel_samples: 2\n"
+        "  streaming_seconds: 30\n  streaming_false_alarm_seconds: 30\n  streaming_cost_seconds: 1\n"
+        "  streaming_thresholds: [0.5, 0.8, 0.99]\n" + extra
     )
     return path
 

@@ -41,6 +41,20 @@ class Contender:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def run_command(cmd: Sequence[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """A measuring command (bifsmn-infer, maybe under qemu or ssh); a UserError with its last line on failure."""
+    try:
+        done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{' '.join(cmd)}: no answer within {timeout:.0f} s") from None
+    except OSError as exc:
+        raise UserError(f"{cmd[0]}: cannot run ({exc.strerror})") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"{' '.join(cmd)}: exit {done.returncode}: {last}")
+    return done
+
+
 def infer_runner(
     infer: Sequence[str],
     model: str,
@@ -54,15 +68,7 @@ def infer_runner(
 
     def run(repeats: int, warmup: int) -> Samples:
         cmd = [*infer, "--bench", str(repeats), "--warmup", str(warmup), "--kernel", kernel, model, clip]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise UserError(f"{' '.join(cmd)}: no answer within {timeout:.0f} s") from None
-        except OSError as exc:
-            raise UserError(f"{cmd[0]}: cannot run ({exc.strerror})") from None
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            raise UserError(f"{' '.join(cmd)}: exit {done.returncode}: {last}")
+        done = run_command(cmd, timeout)
         try:
             out = json.loads(done.stdout)
             samples = {p: [int(t) for t in out[f"{p}_ns"]] for p in PATHS}

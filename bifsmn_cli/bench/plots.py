@@ -1,5 +1,5 @@
 """The bench plots (PNG): latency per contender, accuracy against FLOPs and against latency, kernel throughput
-as a fraction of the CPU's estimated peak."""
+as a fraction of the CPU's estimated peak, the streaming DET curves."""
 
 from __future__ import annotations
 
@@ -104,4 +104,48 @@ def write_all(results: dict[str, Any], out_dir: Path) -> list[str]:
     if results["kernels"]["peak"].get("estimated"):
         kernels(results, out_dir / "kernel_throughput.png")
         names.append("kernel_throughput.png")
+    if (results.get("streaming") or {}).get("measured"):
+        streaming_det(results["streaming"], out_dir / "streaming_det.png")
+        names.append("streaming_det.png")
     return names
+
+
+def streaming_det(st: dict[str, Any], path: Path) -> None:
+    """False-rejection rate against false alarms per hour over the threshold sweep, one curve per model; the
+    x axis is linear up to 1 per hour and logarithmic beyond, so that zero false alarms stays on the plot."""
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for m, r in st["models"].items():
+        pts = sorted(r["det"], key=lambda p: p["threshold"])
+        ax.plot(
+            [p["false_alarms_per_hour"] for p in pts],
+            [100 * p["false_rejection_rate"] for p in pts],
+            marker="s" if m == TEACHER else "o",
+            markersize=3,
+            label=m,
+        )
+        op = r["at_1_false_alarm_per_hour"]
+        if op:
+            ax.annotate(
+                f"{op['threshold']:g}",
+                (op["false_alarms_per_hour"], 100 * op["false_rejection_rate"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize="small",
+            )
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
+    ax.set_ylim(0, 100)
+    k = st["streams"]
+    ax.set_xlabel(
+        f"false alarms per hour ({k['hours']:.2f} h of audio; one = {k['one_false_alarm_per_hour']:.2f})"
+    )
+    ax.set_ylabel("missed keywords (%)")
+    ax.set_title(
+        f"DET, {k['split']} split streams; labels: threshold at <= 1 false alarm per hour", fontsize="medium"
+    )
+    ax.legend(title="model")
+    ax.grid(True, alpha=0.3, which="both")
+    _save(fig, path)

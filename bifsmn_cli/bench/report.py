@@ -140,6 +140,7 @@ def metrics(results: dict[str, Any]) -> dict[str, Any]:
         if m != TEACHER:
             out[f"speedup_net_{m}"] = r["speedup"]
             out[f"storage_ratio_{m}"] = results["storage"]["variants"][m]["teacher_bfsm_over_bfsm"]
+    out |= streaming_metrics(results.get("streaming"))
     return out
 
 
@@ -474,6 +475,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     out += _arm_section(results["arm"], results)
     out += _profile_section(results.get("profile"))
     out += _storage_section(results["storage"])
+    out += streaming_section(results.get("streaming"))
     out.append("## Cost per clip (paper convention: FLOPs = real MACs + binary operations / 64)\n")
     crows = [
         [m, f"{r['params']:,}", f"{r['real_macs']:,}", f"{r['binary_ops']:,}", f"{r['flops']:,.0f}",
@@ -488,3 +490,120 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         out += [f"![{p}]({p})\n" for p in plots]
     out.append(f"\nPaper figures: {PAPER['source']}.\n")
     return "\n".join(out)
+
+
+# ---- streaming keyword detection (bifsmn_cli/bench/streaming.py) ----
+def _fa(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
+
+
+def streaming_metrics(st: dict[str, Any] | None) -> dict[str, Any]:
+    """Per model: keywords missed and false alarms per hour at the default threshold, the 1-per-hour operating
+    point, and the CPU time per second of audio."""
+    if not st or not st.get("measured"):
+        return {}
+    out: dict[str, Any] = {}
+    for m, r in st["models"].items():
+        op = r["at_1_false_alarm_per_hour"] or {}
+        out[f"stream_frr_{m}"] = r["default"]["false_rejection_rate"]
+        out[f"stream_fa_per_hour_{m}"] = r["default"]["false_alarms_per_hour"]
+        out[f"stream_threshold_at_1fa_{m}"] = op.get("threshold")
+        out[f"stream_frr_at_1fa_{m}"] = op.get("false_rejection_rate")
+        out[f"stream_cpu_us_per_s_{m}"] = r["cost"]["cpu_us_per_audio_second"]
+    return out
+
+
+def streaming_section(st: dict[str, Any] | None) -> list[str]:
+    if not st:
+        return []
+    out = ["## Streaming keyword detection\n"]
+    if not st["measured"]:
+        return [*out, _not(st)]
+    k, d, cfg = st["streams"], st["settings"]["detector"], st["settings"]
+    fa = k.get("false_alarms")
+    out.append(
+        f"Streams built from the {k['split']} split ({k['clips']} clips) as TensorFlow's generate_streaming_test_wav "
+        f"does: a keyword stream of {k['keywords']['seconds']:g} s ({k['keywords']['keywords']} keywords, "
+        f"{k['keywords']['non_keywords']} non-keywords)"
+        + (
+            f" and a false-alarm stream of {fa['seconds']:g} s ({fa['non_keywords']} non-keywords)"
+            if fa
+            else ""
+        )
+        + f" over background noise up to volume {cfg['background_volume']:g}. Each model's C stream: stride "
+        f"{cfg['stride']} hops, edge frames from real audio, threshold {d['threshold']:g}, average "
+        f"{d['average_ms']:g} ms, refractory {d['refractory_ms']:g} ms, re-arm {d['rearm']:g}, minimum count "
+        f"{d['min_count']}. A detection matches a label within {cfg['tolerance_ms']:g} ms (window starts against "
+        f"clip starts). False alarms are every detection that does not find a keyword, on both streams, per hour of "
+        f"both ({k['hours']:.2f} h: one false alarm is {k['one_false_alarm_per_hour']:.2f} per hour).\n"
+    )
+    for name in ("keywords", "false_alarms"):
+        for note in (k.get(name) or {}).get("notes", []):
+            out.append(f"- {name} stream: {note}\n")
+    rows = []
+    for m, r in st["models"].items():
+        tf, df, op = r["tensorflow"], r["default"], r["at_1_false_alarm_per_hour"]
+        rows.append([
+            m, f"{tf['matched_pct']:.1f}", f"{tf['correct_pct']:.1f}", f"{tf['wrong_pct']:.1f}",
+            f"{tf['false_positive_pct']:.1f}", _pct(1 - df["false_rejection_rate"]),
+            " / ".join(map(str, df["false_alarms"])), _fa(df["false_alarms_per_hour"]),
+            f"{op['threshold']:g}" if op else "not reached", _pct(op["false_rejection_rate"]) if op else "n/a",
+        ])  # fmt: skip
+    out += [
+        "\n### Accuracy\n",
+        _table(
+            [
+                "model",
+                "TF matched %",
+                "TF correct %",
+                "TF wrong %",
+                "TF false positive %",
+                f"found % at {d['threshold']:g}",
+                "false alarms: keyword / false-alarm stream",
+                "false alarms / h",
+                "threshold at <= 1 FA/h",
+                "missed % there",
+            ],
+            rows,
+        ),
+        "\nTF columns: TensorFlow's test_streaming_accuracy percentages of the keywords on the keyword stream at "
+        "the default threshold. The last two columns: the threshold of the sweep with the fewest missed keywords at "
+        "no more than one false alarm per hour (the DET curve, streaming_det.png).\n",
+    ]
+    crows = []
+    for m, r in st["models"].items():
+        c = r["cost"]
+        crows.append([
+            m, f"{c['cpu_us_per_audio_second']:,.1f}", f"{c['cpu_us_per_hop']:.2f}", f"{c['real_time_factor']:.2g}",
+            f"{c['network_runs_per_second']:.2f}",
+            f"{c['clip_loop_us_per_audio_second']:,.0f}" if "clip_loop_us_per_audio_second" in c else "n/a",
+            _x(c.get("clip_loop_over_stream")),
+            f"{c['aarch64_insns_per_audio_second']:,.0f}" if "aarch64_insns_per_audio_second" in c else "n/a",
+        ])  # fmt: skip
+    out += [
+        "\n### Cost\n",
+        _table(
+            [
+                "model",
+                "CPU µs per audio second",
+                "µs per hop",
+                "real-time factor",
+                "network runs / s",
+                "clip loop µs / s",
+                "clip loop / stream",
+                "aarch64 instructions / s",
+            ],
+            crows,
+        ),
+        f"\nbifsmn-infer --bench --stream: {cfg['cost_seconds']:g} s of a test clip, tiled, pushed a hop at a time, "
+        "this thread's CPU time (median over round-robin rounds). Clip loop: the clip engine on a 1-s window every "
+        "30 ms (1000 / 30 x the e2e median above), the detector a stream replaces. aarch64: executed instructions "
+        "per second of audio under qemu"
+        + (
+            f" ({st['qemu']['target']})"
+            if st["qemu"]["measured"]
+            else f", {_not(st['qemu']).rstrip('.' + chr(10))}"
+        )
+        + ".\n",
+    ]
+    return out

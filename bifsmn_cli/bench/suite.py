@@ -31,6 +31,7 @@ from bifsmn_cli.bench import (
     profile,
     qemu_plugin,
     report,
+    streaming,
 )
 from bifsmn_cli.console import info, progress, warn
 from bifsmn_cli.engine.binding import Library
@@ -63,6 +64,7 @@ class Inputs:
     kernel_metrics: dict[str, Any]
     torch_models: dict[str, ModelFile]  # the PyTorch counterpart of every exported model
     library: Library  # build-kernel's host engine
+    stream_audio: streaming.SplitAudio | None = None  # the clips of the streaming evaluation; None: off
 
 
 def measure(
@@ -101,6 +103,7 @@ def measure(
     results["profile"] = _profile(config, inp, qemu, clip)
     results["storage"] = _storage(inp, inp.torch_models[TEACHER].model)
     results["complexity"] = _complexity(inp)
+    results["streaming"] = _streaming(config, inp, qemu, clip, results, seed)
     results["paper"] = report.PAPER
     return results
 
@@ -438,3 +441,24 @@ def _complexity(inp: Inputs) -> dict[str, Any]:
             "teacher_flops_over_flops": teacher["flops"] / r["flops"],
         }
     return out
+
+
+# ---- streaming keyword detection (bifsmn_cli/bench/streaming.py) ----
+def _streaming(
+    c: dict[str, Any], inp: Inputs, qemu: QemuSetup | str, clip: Path, results: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """After the latency section: the clip loop's cost comes from it; aarch64 counts use the same qemu setup."""
+    if inp.stream_audio is None:
+        return {"measured": False, "reason": "bench.streaming is false"}
+    files = {m: inp.export_dir / inp.index["models"][m]["file"] for m in inp.models}
+    e2e = {m: (report.engine_contender(results, m) or {}).get("e2e", {}).get("median_us") for m in inp.models}
+    counting = (
+        streaming.Qemu(reason=qemu)
+        if isinstance(qemu, str)
+        else streaming.Qemu(qemu.qemu, qemu.plugin, qemu.infer, qemu.target)
+    )
+    s = streaming.Settings.from_config(c)
+    host_infer = inp.kernel_dir / "host" / "bifsmn-infer"
+    return streaming.measure(
+        inp.library, files, inp.stream_audio, s, seed, host_infer, clip, c["rounds"], e2e, counting
+    )

@@ -14,7 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from bifsmn_cli import __version__
-from bifsmn_cli.commands import pipeline, predict
+from bifsmn_cli.commands import detect, pipeline, predict
 from bifsmn_cli.console import console, set_quiet
 from bifsmn_cli.errors import BifsmnError
 
@@ -42,6 +42,7 @@ def _root(
 
 pipeline.register(app)
 predict.register(app)
+detect.register(app)
 
 
 def main() -> None:

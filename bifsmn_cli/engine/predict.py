@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bifsmn_cli.audio.wav import SAMPLE_RATE, BadClip, fit_length, read_clip, resample, to_int16
+from bifsmn_cli.audio.wav import SAMPLE_RATE, BadClip, Clip, fit_length, read_clip, resample, to_int16
 from bifsmn_cli.console import info
 from bifsmn_cli.engine.binding import Engine, Library
 from bifsmn_cli.engine.build import CSRC, build_library, find_library
@@ -44,8 +44,17 @@ def engine_library(path: Path | str | None = None, build_dir: Path = BUILD_DIR) 
         return Library(build_library(build_dir))
 
 
-def load_pcm(path: Path, sample_rate: int, num_samples: int) -> tuple[np.ndarray, str | None]:
-    """One clip as the engine's int16 input; a one-line UserError naming the file when it is not audio."""
+def open_engine(model: Path | str, kernel: str = "auto", lib: Library | Path | str | None = None) -> Engine:
+    """A .bfsm loaded in the engine library (`engine_library`); a one-line UserError when it is missing."""
+    model = Path(model)
+    if not model.is_file():
+        raise UserError(f"{model}: no such model file")
+    return Engine.load(model, lib if isinstance(lib, Library) else engine_library(lib), kernel)
+
+
+def load_audio(path: Path, sample_rate: int) -> tuple[np.ndarray, Clip]:
+    """A WAV or FLAC file of any length, rate and channel count as float mono at `sample_rate`, and what was
+    done to it; a one-line UserError naming the file when it is not audio."""
     if not path.is_file():
         raise UserError(f"{path}: no such audio file")
     try:
@@ -53,7 +62,12 @@ def load_pcm(path: Path, sample_rate: int, num_samples: int) -> tuple[np.ndarray
     except BadClip as exc:
         raise UserError(f"{path}: {exc}") from None
     wave = clip.wave if sample_rate == SAMPLE_RATE else resample(clip.wave, SAMPLE_RATE, sample_rate)
-    wave, fitted = fit_length(wave, num_samples)
+    return wave, clip
+
+
+def load_pcm(path: Path, sample_rate: int, num_samples: int) -> tuple[np.ndarray, str | None]:
+    """One clip as the engine's int16 input, fitted to the model's clip length."""
+    wave, fitted = fit_length(load_audio(path, sample_rate)[0], num_samples)
     return to_int16(wave), fitted
 
 
@@ -74,11 +88,7 @@ def predict(
         raise UserError(f"--top: expected a positive integer, got {top}")
     if not clips:
         raise UserError("no clips given: bifsmn predict MODEL.bfsm CLIP.wav...")
-    model = Path(model)
-    if not model.is_file():
-        raise UserError(f"{model}: no such model file")
-    library = lib if isinstance(lib, Library) else engine_library(lib)
-    with Engine.load(model, library, kernel) as engine:
+    with open_engine(model, kernel, lib) as engine:
         inputs = [(Path(c), *load_pcm(Path(c), engine.sample_rate, engine.num_samples)) for c in clips]
         results = []
         for path, pcm, fitted in inputs:

@@ -10,6 +10,7 @@ start of the stream (the end of the window that produced them); `seconds` divide
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
         ],
     ),
     "bifsmn_stream_push": (ctypes.c_int, [ctypes.c_void_p, _i16p, ctypes.c_size_t]),
+    "bifsmn_stream_finish": (ctypes.c_int, [ctypes.c_void_p]),
     "bifsmn_stream_reset": (ctypes.c_int, [ctypes.c_void_p]),
     "bifsmn_stream_free": (None, [ctypes.c_void_p]),
     "bifsmn_stream_position": (ctypes.c_int64, [ctypes.c_void_p]),
@@ -95,6 +97,18 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
         ctypes.c_int,
         [ctypes.c_void_p, ctypes.c_int64, _f32p, ctypes.c_size_t, ctypes.POINTER(_Event)],
     ),
+    "bifsmn_detector_run": (
+        ctypes.c_int,
+        [
+            ctypes.c_void_p,
+            np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS"),
+            _f32p,
+            ctypes.c_size_t,
+            ctypes.c_size_t,
+            ctypes.POINTER(_Event),
+            ctypes.c_size_t,
+        ],
+    ),
     "bifsmn_detector_reset": (None, [ctypes.c_void_p]),
     "bifsmn_detector_free": (None, [ctypes.c_void_p]),
 }
@@ -115,6 +129,18 @@ def _declare(engine: Engine) -> ctypes.CDLL:
     return c
 
 
+def _defaults(engine: Engine) -> _StreamConfig:
+    """bifsmn_stream_config_default: the one place the defaults are defined is the C library."""
+    cfg = _StreamConfig()
+    _declare(engine).bifsmn_stream_config_default(ctypes.byref(cfg))
+    return cfg
+
+
+def default_stride(engine: Engine) -> int:
+    """BIFSMN_DEFAULT_STRIDE, as the engine library defines it."""
+    return int(_defaults(engine).stride)
+
+
 @dataclass(frozen=True)
 class Event:
     """A detection: the window [time - clip, time) fired `keyword` with averaged posterior `score`."""
@@ -125,39 +151,52 @@ class Event:
     seconds: float
 
 
-@dataclass
-class DetectorSettings:
-    """The detector's keys (bifsmn.h): thresholds per class name override `threshold`; above 1 disables."""
+_KEYS = ("threshold", "average_ms", "refractory_ms", "rearm", "min_count")
 
-    threshold: float = 0.8
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """The detector's keys (bifsmn.h): thresholds per class name override `threshold`; above 1 disables. None
+    is the engine's default (BIFSMN_DEFAULT_*; `resolved` fills them in)."""
+
+    threshold: float | None = None
     thresholds: Mapping[str, float] | None = None
-    average_ms: float = 300.0
-    refractory_ms: float = 500.0
-    rearm: float = 0.5
-    min_count: int = 1
+    average_ms: float | None = None
+    refractory_ms: float | None = None
+    rearm: float | None = None
+    min_count: int | None = None
+
+    def resolved(self, engine: Engine) -> DetectorSettings:
+        """These settings with every default filled in from the engine library."""
+        d = _defaults(engine).detector  # C floats: 0.8f reads 0.800000011920929, so round to float32 digits
+        c = {k: getattr(d, k) if k == "min_count" else round(getattr(d, k), 6) for k in _KEYS}
+        return dataclasses.replace(
+            self, **{k: c[k] if getattr(self, k) is None else getattr(self, k) for k in _KEYS}
+        )
 
     def _c(self, engine: Engine) -> tuple[_DetectorConfig, Any]:
         """The C struct and the per-class array it points to (keep it alive until the C side copied it)."""
+        r = self.resolved(engine)
         per_class = None
-        if self.thresholds is not None:
-            unknown = sorted(set(self.thresholds) - set(engine.classes))
+        if r.thresholds is not None:
+            unknown = sorted(set(r.thresholds) - set(engine.classes))
             if unknown:
                 raise UserError(
                     f"thresholds: {engine.source} has no class {', '.join(map(repr, unknown))} "
                     f"(classes: {', '.join(engine.classes)})"
                 )
             values = [
-                self.thresholds.get(name, 2.0 if name.startswith("_") else self.threshold)
+                r.thresholds.get(name, 2.0 if name.startswith("_") else r.threshold)
                 for name in engine.classes
             ]
             per_class = (ctypes.c_float * len(values))(*values)
         cfg = _DetectorConfig(
-            self.threshold,
+            r.threshold,
             ctypes.cast(per_class, ctypes.POINTER(ctypes.c_float)) if per_class is not None else None,
-            self.average_ms,
-            self.refractory_ms,
-            self.rearm,
-            self.min_count,
+            r.average_ms,
+            r.refractory_ms,
+            r.rearm,
+            r.min_count,
         )
         return cfg, per_class
 
@@ -169,13 +208,14 @@ def _created(rc: int, msg: ctypes.Array, what: str) -> None:
 
 class Stream:
     """Continuous PCM -> events through the C engine. push() may take any number of samples: the events and
-    posteriors do not depend on how the audio is cut. Not thread-safe, like the Engine it runs on."""
+    posteriors do not depend on how the audio is cut; finish() evaluates the end of the audio. Not thread-safe,
+    like the Engine it runs on. `stride` None is the engine's default (BIFSMN_DEFAULT_STRIDE)."""
 
     def __init__(
         self,
         engine: Engine,
         detector: DetectorSettings | None = None,
-        stride: int = 4,
+        stride: int | None = None,
         edge: str = "audio",
         posteriors: bool = False,
     ) -> None:
@@ -188,9 +228,10 @@ class Stream:
         self._keep_posteriors = posteriors
         self._on_event = _EVENT_FN(self._event)
         self._on_posteriors = _POSTERIORS_FN(self._posterior)
-        cfg = _StreamConfig()
-        self.c.bifsmn_stream_config_default(ctypes.byref(cfg))
-        cfg.stride, cfg.edge_frames = stride, EDGE_MODES[edge]
+        cfg = _defaults(engine)
+        if stride is not None:
+            cfg.stride = stride
+        cfg.edge_frames = EDGE_MODES[edge]
         cfg.detector, per_class = (detector or DetectorSettings())._c(engine)  # per_class lives until create
         cfg.on_event, cfg.on_posteriors = self._on_event, self._on_posteriors
         msg = ctypes.create_string_buffer(512)
@@ -198,6 +239,7 @@ class Stream:
             engine._handle(), ctypes.byref(cfg), ctypes.byref(self._h), msg, len(msg)
         )
         _created(rc, msg, f"{engine.source}: stream settings")
+        self.stride = int(cfg.stride)
         self.hop = self.c.bifsmn_stream_hop(self._h)
         self.latency = self.c.bifsmn_stream_latency(self._h)
 
@@ -231,6 +273,14 @@ class Stream:
         self.engine.lib.check(self.c.bifsmn_stream_push(self._stream(), x, x.size), "stream push")
         return self.events[before:]
 
+    def finish(self) -> list[Event]:
+        """The end of the audio: the stream runs on over appended silence until a window ends half a clip past
+        the last sample (bifsmn_stream_finish), so a keyword at the very end fires; returns the events this
+        produced. Afterwards push() refuses samples until reset(); a second finish() does nothing."""
+        before = len(self.events)
+        self.engine.lib.check(self.c.bifsmn_stream_finish(self._stream()), "stream finish")
+        return self.events[before:]
+
     @property
     def position(self) -> int:
         return int(self.c.bifsmn_stream_position(self._stream()))
@@ -262,11 +312,16 @@ class Stream:
 
 
 class Detector:
-    """The stream's posterior rule alone, with runs `stride` hops apart on the engine's front end."""
+    """The stream's posterior rule alone, with runs `stride` hops apart on the engine's front end (None: the
+    engine's default stride, as Stream)."""
 
-    def __init__(self, engine: Engine, detector: DetectorSettings | None = None, stride: int = 4) -> None:
+    def __init__(
+        self, engine: Engine, detector: DetectorSettings | None = None, stride: int | None = None
+    ) -> None:
         self._h = ctypes.c_void_p()
         self.engine, self.c = engine, _declare(engine)
+        if stride is None:
+            stride = default_stride(engine)
         cfg, per_class = (detector or DetectorSettings())._c(engine)
         msg = ctypes.create_string_buffer(512)
         rc = self.c.bifsmn_detector_create(
@@ -276,21 +331,18 @@ class Detector:
 
     def run(self, times: Any, posteriors: Any) -> list[Event]:
         """Events of a posterior sequence (runs x classes) at the given times (samples), from a reset state."""
-        self.c.bifsmn_detector_reset(self._h)
         p = np.ascontiguousarray(posteriors, dtype=np.float32)
-        if p.ndim != 2 or p.shape[1] != self.engine.num_classes or len(times) != len(p):
+        t = np.ascontiguousarray(times, dtype=np.int64)
+        if p.ndim != 2 or p.shape[1] != self.engine.num_classes or t.shape != (len(p),):
             raise UserError(
-                f"detector: expected ({len(times)}, {self.engine.num_classes}) posteriors, got {p.shape}"
+                f"detector: expected ({len(t)}, {self.engine.num_classes}) posteriors, got {p.shape}"
             )
-        events, ev = [], _Event()
-        for t, row in zip(times, p, strict=True):
-            rc = self.c.bifsmn_detector_step(self._h, int(t), row, row.size, ctypes.byref(ev))
-            if rc < 0:
-                self.engine.lib.check(rc, "detector step")
-            if rc == 1:
-                name = self.engine.classes[ev.keyword]
-                events.append(Event(ev.time, name, float(ev.score), ev.time / self.engine.sample_rate))
-        return events
+        out = (_Event * max(1, len(p)))()  # at most one event per run
+        fired = self.c.bifsmn_detector_run(self._h, t, p, len(p), p.shape[1], out, len(out))
+        if fired < 0:
+            self.engine.lib.check(fired, "detector run")
+        rate, classes = self.engine.sample_rate, self.engine.classes
+        return [Event(e.time, classes[e.keyword], float(e.score), e.time / rate) for e in out[:fired]]
 
     def close(self) -> None:
         if self._h:

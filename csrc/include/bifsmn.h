@@ -155,9 +155,9 @@ typedef struct {
     void *user;                         /* passed to both */
 } bifsmn_stream_config;
 
-#define BIFSMN_DEFAULT_STRIDE 4
+#define BIFSMN_DEFAULT_STRIDE 3
 #define BIFSMN_DEFAULT_THRESHOLD 0.8f
-#define BIFSMN_DEFAULT_AVERAGE_MS 300.0f
+#define BIFSMN_DEFAULT_AVERAGE_MS 500.0f
 #define BIFSMN_DEFAULT_REFRACTORY_MS 500.0f
 #define BIFSMN_DEFAULT_REARM 0.5f
 #define BIFSMN_DEFAULT_MIN_COUNT 1
@@ -174,10 +174,22 @@ BIFSMN_API void bifsmn_stream_config_default(bifsmn_stream_config *config);
 BIFSMN_API int bifsmn_stream_create(bifsmn_model *model, const bifsmn_stream_config *config, bifsmn_stream **out,
                                     char *msg, size_t msg_len);
 /* Feeds n samples (pcm may be NULL when n is 0); callbacks run inside this call, in time order. A callback may
-   call bifsmn_stream_features and run the model, but not push to, reset or free this stream (that returns
+   call bifsmn_stream_features and run the model, but not push to, finish, reset or free this stream (that returns
    BIFSMN_ERR_ARGUMENT). */
 BIFSMN_API int bifsmn_stream_push(bifsmn_stream *stream, const int16_t *pcm, size_t n);
-/* Back to the state of creation: no samples, silence history, the detector's averages and timers cleared. */
+/* The end of the input. Audio after the last run and the final partial hop have not been evaluated yet (a
+   keyword at the very end would be missed): finish continues the stream on digital silence, run by run on the
+   same grid, until the first run whose window ends at least num_samples / 2 samples after the last pushed
+   sample, so that the end of the audio is also seen near the middle of a window, as a keyword is in a clip
+   (at the default stride, every pushed sample is then within the middle half of some window). Callbacks run inside this
+   call as in push; these last runs' times (and events) lie past the audio, by up to half a clip plus a run
+   period. Like push, it depends only on the samples pushed, not on how they were cut, and allocates nothing.
+   Nothing runs when no sample was pushed. Afterwards the stream takes no more samples (push of n > 0 returns
+   BIFSMN_ERR_ARGUMENT) until bifsmn_stream_reset; a second finish does nothing, and position stays the number
+   of samples pushed. */
+BIFSMN_API int bifsmn_stream_finish(bifsmn_stream *stream);
+/* Back to the state of creation: no samples, silence history, the detector's averages and timers cleared, not
+   finished. */
 BIFSMN_API int bifsmn_stream_reset(bifsmn_stream *stream);
 BIFSMN_API void bifsmn_stream_free(bifsmn_stream *stream);
 /* Samples pushed since creation or reset. */
@@ -200,6 +212,11 @@ BIFSMN_API int bifsmn_detector_step(bifsmn_detector *detector, int64_t time, con
 /* The averages a of the last step (num_classes values). */
 BIFSMN_API const float *bifsmn_detector_averaged(const bifsmn_detector *detector);
 BIFSMN_API void bifsmn_detector_reset(bifsmn_detector *detector);
+/* A reset, then one step per stored run: row i of posteriors (n_runs x num_classes, row-major; n_posteriors =
+   num_classes) at times[i]. The first max_events events go into events (NULL when max_events is 0); returns how
+   many fired, possibly more than max_events, or < 0 on error. A threshold sweep is one call per threshold. */
+BIFSMN_API int bifsmn_detector_run(bifsmn_detector *detector, const int64_t *times, const float *posteriors,
+                                   size_t n_runs, size_t n_posteriors, bifsmn_event *events, size_t max_events);
 BIFSMN_API void bifsmn_detector_free(bifsmn_detector *detector);
 
 /* ---- Standalone front end: log-mel features matching torchaudio MelSpectrogram + AmplitudeToDB. ---- */

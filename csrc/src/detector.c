@@ -152,3 +152,21 @@ int bifsmn_detector_step(bifsmn_detector *d, int64_t time, const float *p, size_
     *event = (bifsmn_event){time, top, score};
     return 1;
 }
+
+int bifsmn_detector_run(bifsmn_detector *d, const int64_t *times, const float *p, size_t n_runs, size_t n,
+                        bifsmn_event *events, size_t max_events)
+{
+    if (!d || (n_runs && (!times || !p)) || (max_events && !events) || n != (size_t)d->num_classes ||
+        n_runs > (size_t)INT32_MAX)
+        return BIFSMN_ERR_ARGUMENT;
+    bifsmn_detector_reset(d);
+    int fired = 0;
+    bifsmn_event e;
+    for (size_t i = 0; i < n_runs; i++)
+        if (bifsmn_detector_step(d, times[i], p + i * n, n, &e) == 1) {
+            if ((size_t)fired < max_events)
+                events[fired] = e;
+            fired++;
+        }
+    return fired;
+}

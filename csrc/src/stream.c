@@ -29,6 +29,8 @@ struct bifsmn_stream {
     int64_t pos;
     int64_t next_frame; /* index of the next frame to compute; it completes at next_frame * hop + pad */
     int64_t next_run;   /* position of the next run */
+    int64_t last_end;   /* the window end of the last run; 0 before the first */
+    int64_t finished;   /* samples pushed when bifsmn_stream_finish was called; -1 before */
     /* the last `keep` samples at least, hist[i] holding sample hist_start + i; silence before the start */
     float *hist;
     int64_t hist_start;
@@ -80,6 +82,8 @@ static void clear(bifsmn_stream *s)
     s->pos = 0;
     s->next_frame = 0;
     s->next_run = s->period;
+    s->last_end = 0;
+    s->finished = -1;
     s->hist_start = -(int64_t)s->hist_keep;
     s->hist_fill = s->hist_keep;
     memset(s->hist, 0, sizeof(float) * s->hist_cap);
@@ -173,7 +177,10 @@ int bifsmn_stream_reset(bifsmn_stream *s)
     return BIFSMN_OK;
 }
 
-int64_t bifsmn_stream_position(const bifsmn_stream *s) { return s ? s->pos : BIFSMN_ERR_ARGUMENT; }
+int64_t bifsmn_stream_position(const bifsmn_stream *s)
+{
+    return !s ? BIFSMN_ERR_ARGUMENT : s->finished >= 0 ? s->finished : s->pos;
+}
 
 int bifsmn_stream_hop(const bifsmn_stream *s) { return s ? s->hop : BIFSMN_ERR_ARGUMENT; }
 
@@ -189,6 +196,7 @@ int bifsmn_stream_features(const bifsmn_stream *s, float *out, size_t n)
 
 static const float *sample_at(const bifsmn_stream *s, int64_t index) { return s->hist + (index - s->hist_start); }
 
+/* n samples of pcm, or of silence when pcm is NULL, into the history. */
 static void append(bifsmn_stream *s, const int16_t *pcm, size_t n)
 {
     if (s->hist_fill + n > s->hist_cap) {
@@ -199,8 +207,11 @@ static void append(bifsmn_stream *s, const int16_t *pcm, size_t n)
     }
     const float scale = bifsmn_frontend_get_config(s->fe)->pcm_scale;
     float *dst = s->hist + s->hist_fill;
-    for (size_t i = 0; i < n; i++)
-        dst[i] = (float)pcm[i] * scale;
+    if (pcm)
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (float)pcm[i] * scale;
+    else
+        memset(dst, 0, sizeof(float) * n);
     s->hist_fill += n;
     s->pos += (int64_t)n;
 }
@@ -237,6 +248,7 @@ static void run(bifsmn_stream *s)
     const int64_t start = first * H, end = start + s->clip;
     if (end <= 0)
         return;
+    s->last_end = end;
     const int T = s->n_frames, nm = s->n_mels;
     for (int t = 0; t < T; t++) {
         const float *col = s->ring + (size_t)ring_slot(s, first + t) * nm;
@@ -260,16 +272,15 @@ static void run(bifsmn_stream *s)
     s->busy = 0;
 }
 
-int bifsmn_stream_push(bifsmn_stream *s, const int16_t *pcm, size_t n)
+/* Feeds n samples (silence when pcm is NULL), doing every frame and run that falls due on the way. */
+static void feed(bifsmn_stream *s, const int16_t *pcm, size_t n)
 {
-    if (!s || s->busy || (!pcm && n))
-        return BIFSMN_ERR_ARGUMENT;
     size_t i = 0;
     while (i < n) {
         const int64_t frame_due = s->next_frame * s->hop + s->pad;
         const int64_t due = frame_due < s->next_run ? frame_due : s->next_run;
         const size_t take = (size_t)(due - s->pos) < n - i ? (size_t)(due - s->pos) : n - i;
-        append(s, pcm + i, take);
+        append(s, pcm ? pcm + i : NULL, take);
         i += take;
         if (s->pos == frame_due) {
             const int64_t k = s->next_frame++;
@@ -281,5 +292,29 @@ int bifsmn_stream_push(bifsmn_stream *s, const int16_t *pcm, size_t n)
             run(s);
         }
     }
+}
+
+int bifsmn_stream_push(bifsmn_stream *s, const int16_t *pcm, size_t n)
+{
+    if (!s || s->busy || (!pcm && n) || (s->finished >= 0 && n))
+        return BIFSMN_ERR_ARGUMENT;
+    feed(s, pcm, n);
+    return BIFSMN_OK;
+}
+
+int bifsmn_stream_finish(bifsmn_stream *s)
+{
+    if (!s || s->busy)
+        return BIFSMN_ERR_ARGUMENT;
+    if (s->finished >= 0)
+        return BIFSMN_OK;
+    s->finished = s->pos;
+    if (s->pos == 0)
+        return BIFSMN_OK;
+    /* silence up to each next run until a window ends half a clip past the audio: a function of the pushed
+       samples alone, so the chunking still does not matter */
+    const int64_t target = s->pos + s->clip / 2;
+    while (s->last_end < target)
+        feed(s, NULL, (size_t)(s->next_run - s->pos));
     return BIFSMN_OK;
 }

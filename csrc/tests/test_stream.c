@@ -4,6 +4,9 @@
    - the incremental features equal the clip front end's on the same audio where a frame does not reach past
      the window (all of them with BIFSMN_EDGE_REFLECT), and the edge frames do differ with BIFSMN_EDGE_AUDIO;
    - run times are on the stride grid and never ahead of the audio; reset gives a fresh stream;
+   - finish evaluates the end of the audio: runs on appended silence up to the first window ending half a clip
+     past the last sample, with the clip front end's features of audio + silence, the same for every chunking;
+     a finished stream refuses samples until reset;
    - the detector rule on hand-made posterior sequences with known events (the same keyword twice included);
    - bad settings and re-entrant calls are refused with a reason;
    - nothing is allocated by push or reset (when the linker can wrap malloc: BIFSMN_TEST_WRAP_MALLOC). */
@@ -128,6 +131,7 @@ static void on_posteriors(void *user, int64_t time, const float *p, const float 
         const int16_t x = 0;
         CHECK(bifsmn_stream_push(r->stream, &x, 1) == BIFSMN_ERR_ARGUMENT, "push from a callback accepted");
         CHECK(bifsmn_stream_reset(r->stream) == BIFSMN_ERR_ARGUMENT, "reset from a callback accepted");
+        CHECK(bifsmn_stream_finish(r->stream) == BIFSMN_ERR_ARGUMENT, "finish from a callback accepted");
     }
 }
 
@@ -199,7 +203,14 @@ static void test_chunking(bifsmn_model *m, const int16_t *x, size_t n)
             memset(&whole, 0, sizeof whole);
             bifsmn_stream *s = open_stream(m, &whole, stride, edge, 0.9f);
             CHECK(bifsmn_stream_push(s, x, n) == BIFSMN_OK, "push all");
+            const int pushed_runs = whole.n_runs;
+            CHECK(bifsmn_stream_finish(s) == BIFSMN_OK, "finish");
             bifsmn_stream_free(s);
+            /* finish: runs on until a window ends half a clip (8000 samples) past the audio, and no further */
+            const int64_t last = whole.runs[whole.n_runs - 1].time, target = (int64_t)n + 8000;
+            CHECK(whole.n_runs > pushed_runs && last >= target && whole.runs[whole.n_runs - 2].time < target,
+                  "edge %d stride %d: finish ran %d runs, the last ending at %lld", edge, stride,
+                  whole.n_runs - pushed_runs, (long long)last);
             printf("edge %d stride %d: %d runs, %d events\n", edge, stride, whole.n_runs, whole.n_events);
             CHECK(whole.n_events >= 3, "edge %d stride %d: only %d events: the comparison would be weak", edge, stride,
                   whole.n_events);
@@ -214,6 +225,7 @@ static void test_chunking(bifsmn_model *m, const int16_t *x, size_t n)
                 unsigned long long rng = 99;
                 s = open_stream(m, &part, stride, edge, 0.9f);
                 push_chunked(s, x, n, chunks[c], &rng);
+                CHECK(bifsmn_stream_finish(s) == BIFSMN_OK, "finish");
                 CHECK(bifsmn_stream_position(s) == (int64_t)n, "position %lld", (long long)bifsmn_stream_position(s));
                 bifsmn_stream_free(s);
                 CHECK(same_records(&whole, &part), "edge %d stride %d: pushes of %zu give %d runs / %d events, not %d / %d",
@@ -235,6 +247,10 @@ static void test_network_and_clip(bifsmn_model *m, int16_t *x, size_t n)
               bifsmn_stream_latency(s));
         unsigned long long rng = 7;
         push_chunked(s, x, n, 0, &rng);
+        const int pushed_runs = r.n_runs;
+        CHECK(bifsmn_stream_finish(s) == BIFSMN_OK, "finish"); /* its windows: the audio, then silence */
+        CHECK(r.n_runs > pushed_runs + 4 && r.runs[r.n_runs - 1].time > (int64_t)n, "%d runs after finish",
+              r.n_runs - pushed_runs);
         CHECK(r.n_runs > 50, "%d runs", r.n_runs);
         if (edge == BIFSMN_EDGE_AUDIO)
             CHECK(r.edge_columns_differ > r.n_runs, "edge frames equal the reflect-padded ones in %d of %d runs",
@@ -261,6 +277,18 @@ static void test_reset(bifsmn_model *m, const int16_t *x, size_t n)
     bifsmn_stream_push(s, x, 2048);
     CHECK(bifsmn_stream_push(s, NULL, 0) == BIFSMN_OK, "an empty push refused");
     CHECK(bifsmn_stream_push(s, NULL, 5) == BIFSMN_ERR_ARGUMENT, "NULL samples accepted");
+    again.push_in_callback = 0;
+    /* finished: no more samples, a second finish runs nothing, reset takes samples again */
+    const int64_t pos = bifsmn_stream_position(s);
+    CHECK(bifsmn_stream_finish(s) == BIFSMN_OK && bifsmn_stream_position(s) == pos, "finish");
+    const int runs = again.n_runs;
+    CHECK(bifsmn_stream_push(s, x, 10) == BIFSMN_ERR_ARGUMENT, "a finished stream took samples");
+    CHECK(bifsmn_stream_push(s, NULL, 0) == BIFSMN_OK, "an empty push refused after finish");
+    CHECK(bifsmn_stream_finish(s) == BIFSMN_OK && again.n_runs == runs, "a second finish ran the network");
+    CHECK(bifsmn_stream_reset(s) == BIFSMN_OK && bifsmn_stream_finish(s) == BIFSMN_OK && again.n_runs == runs,
+          "finish without samples ran the network");
+    CHECK(bifsmn_stream_reset(s) == BIFSMN_OK && bifsmn_stream_push(s, x, 4096) == BIFSMN_OK, "push after reset");
+    CHECK(bifsmn_stream_finish(NULL) == BIFSMN_ERR_ARGUMENT, "NULL stream finished");
     bifsmn_stream_free(s);
 }
 
@@ -308,6 +336,25 @@ static void test_detector_rule(bifsmn_model *m)
                   "run %zu: event (%d, %lld, %g)", i, e.keyword, (long long)e.time, e.score);
     }
     CHECK(fabsf(bifsmn_detector_averaged(d)[2] - 0.7f) < 1e-6f, "average of silence %g", bifsmn_detector_averaged(d)[2]);
+    /* the same sequence in one bifsmn_detector_run: a reset, then the same three events; a short buffer gets the
+       first ones and the count */
+    enum { RUNS = sizeof seq / sizeof *seq };
+    int64_t times[RUNS];
+    float rows[RUNS][NC];
+    for (int i = 0; i < RUNS; i++) {
+        times[i] = 2048 * (int64_t)(i + 1);
+        rows[i][0] = seq[i][0], rows[i][1] = seq[i][1], rows[i][2] = 1.0f - seq[i][0] - seq[i][1];
+    }
+    bifsmn_event batch[4];
+    CHECK(bifsmn_detector_run(d, times, &rows[0][0], RUNS, NC, batch, 4) == 3, "batch run");
+    CHECK(batch[0].time == 4096 && batch[0].keyword == 0 && batch[1].time == 14336 && batch[1].keyword == 0 &&
+              batch[2].time == 22528 && batch[2].keyword == 1,
+          "batch events (%lld, %d) (%lld, %d) (%lld, %d)", (long long)batch[0].time, batch[0].keyword,
+          (long long)batch[1].time, batch[1].keyword, (long long)batch[2].time, batch[2].keyword);
+    CHECK(bifsmn_detector_run(d, times, &rows[0][0], RUNS, NC, batch, 1) == 3 && batch[0].time == 4096, "short buffer");
+    CHECK(bifsmn_detector_run(d, times, &rows[0][0], RUNS, NC, NULL, 0) == 3, "count only");
+    CHECK(bifsmn_detector_run(d, times, &rows[0][0], RUNS, NC - 1, batch, 4) == BIFSMN_ERR_ARGUMENT, "bad width");
+    CHECK(bifsmn_detector_run(d, NULL, NULL, 0, NC, NULL, 0) == 0, "no runs");
     /* after a reset the minimum count applies again */
     bifsmn_detector_reset(d);
     CHECK(step(d, 2048, 0.95f, 0.0f, &e) == 0 && step(d, 4096, 0.95f, 0.0f, &e) == 1, "after reset");
@@ -368,6 +415,7 @@ static void test_no_allocation(bifsmn_model *m, const int16_t *x, size_t n)
     bifsmn_stream_push(s, x, n);
     bifsmn_stream_reset(s);
     bifsmn_stream_push(s, x, n / 2);
+    bifsmn_stream_finish(s);
     counting = 0;
     CHECK(allocations == 0, "%d allocations after creation", allocations);
     CHECK(r.n_runs > 100, "%d runs", r.n_runs);

@@ -1,6 +1,7 @@
 /* bifsmn-infer --stream: a WAV file, or raw 16-bit little-endian mono PCM on standard input ("-"), through a
    bifsmn_stream; one JSON object per line per event ({"time": s, "keyword": k, "score": p}) and, with
-   --posteriors, one per network run. The input ends cleanly at the end of the file or of the pipe; a closed
+   --posteriors, one per network run. At the end of the file or of the pipe the stream is finished
+   (bifsmn_stream_finish: its last audio is evaluated too) and the program ends cleanly; a closed
    standard output stops the program quietly; every other failure is one line on stderr. */
 #define _POSIX_C_SOURCE 200809L /* read, isatty */
 #include "infer_stream.h"
@@ -340,6 +341,8 @@ int stream_main(bifsmn_model *model, stream_options *o, const char *model_path, 
         } else {
             status = strcmp(input, "-") == 0 ? feed_stdin(s, &out) : feed_wav(s, model, input, &out);
         }
+        if (status == 0 && !out.closed && !out.failed)
+            bifsmn_stream_finish(s);
         if (out.failed) {
             fprintf(stderr, "bifsmn-infer: cannot write the events (%s)\n", strerror(errno));
             status = 1;
