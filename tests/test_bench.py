@@ -35,7 +35,9 @@ def benched(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     ws = tmp / "ws"
     path = upstream_of_export(tmp)
-    run(path, "export")
+    # float32 storage: the engine runs exactly the PyTorch weights, so accuracy parity below is exact (what a
+    # rounded storage changes is measured by export itself: test_export_stage, test_storage)
+    run(path, "export", ["export.fp_storage=fp32"])
     manifest = run(path, "bench")
     out = tmp / "result"  # a copy: the tests below rerun bench in the same workspace, which clears its dir
     shutil.copytree(ws / "bench", out)
@@ -193,6 +195,9 @@ def test_storage_and_complexity(benched):
             and r["teacher_bfsm_over_bfsm"] == s["teacher"]["bfsm_bytes"] / r["bfsm_bytes"]
         )
         assert r["state_dict_over_bfsm"] > 1 and r["fp32_weights_over_packed_estimate"] > 1
+        assert r["fp_storage"] == "fp32"
+        assert r["fp32_weights_over_bfsm"] == s["teacher"]["fp32_weights_bytes"] / r["bfsm_bytes"]
+    assert s["teacher"]["bfsm_fp_storage"] == "fp32"
     for m in MODELS:
         assert b["complexity"][m]["flops"] > 0 and b["complexity"][m]["params"] > 0
     assert (

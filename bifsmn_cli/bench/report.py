@@ -467,7 +467,9 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
             arows,
         ),  # fmt: skip
         "\nengine: the C engine on the same features as PyTorch; e2e: the engine's own front end from 16-bit "
-        "PCM. The agreement columns count clips whose top class equals PyTorch's.\n",
+        "PCM. The agreement columns count clips whose top class equals PyTorch's; a file whose float arrays are "
+        "stored in fp16 or int8 (Storage below, export.fp_storage) runs its rounded weights, so its agreement "
+        "includes what the rounding changes on this split.\n",
         "## Latency\n",
     ]
     out += _latency_section(results["latency"], "This machine")
