@@ -2,8 +2,9 @@
 measured in one run and written as bench/bench.json, bench/report.md and PNG plots.
 
 Everything is measured in this run (bifsmn_cli/bench/suite.py) or read from upstream artifacts (thin's FLOPs,
-build-kernel's llvm-mca estimates); a figure whose input is missing (no aarch64 build, no qemu plugin, no board)
-is recorded as not measured with the reason. The figures' meaning and formulas are in bifsmn_cli/bench/.
+build-kernel's llvm-mca estimates); a figure whose input is missing (no aarch64 build, no qemu plugin it can
+build, no board) is recorded as not measured with the reason. The QEMU insn plugin is found in the per-user cache
+or built there once (bifsmn_cli/bench/qemu_plugin.py) unless bench.qemu_plugin names one. The figures' meaning and formulas are in bifsmn_cli/bench/.
 """
 
 from __future__ import annotations
@@ -41,9 +42,21 @@ SPEC = StageSpec(
         "onnxruntime": Bool(True, "time teacher.onnx in onnxruntime (one thread) when it was exported"),
         "kernel_shapes": List("int", [256, 512], "square GEMM sizes timed besides the model's layers", min=1),
         "kernel_samples": Int(7, "timing samples per GEMM shape and implementation", min=1),
-        "qemu_plugin": Str(
-            None, "QEMU insn plugin (libinsn.so): count aarch64 instructions per inference", nullable=True
+        "qemu": Bool(
+            True, "count executed aarch64 instructions under qemu-aarch64 (an aarch64 build-kernel target)"
         ),
+        "qemu_plugin": Str(
+            None,
+            "QEMU insn plugin (libinsn.so) to count with; default: the per-user cached one, built once from "
+            "Debian's qemu source when missing",
+            nullable=True,
+        ),
+        "profile": Str(
+            None,
+            "the model profiled per op kind (x86 time, aarch64 instructions); default: the first variant",
+            nullable=True,
+        ),
+        "profile_runs": Int(500, "alternated runs of the x86 profile (0: no profile)", min=0),
         "device": Str(
             None, "ssh://user@host[:port] of an aarch64 board to time the engine on", nullable=True
         ),
@@ -93,6 +106,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
             raise UserError(
                 f"bench.kernels: {k} does not run on this CPU (available: {', '.join(available)})"
             )
+    if c["profile"] is not None and c["profile"] not in inp.models:
+        raise UserError(
+            f"bench.profile: {c['profile']!r} is not an exported model (one of {', '.join(inp.models)})"
+        )
     plugin = _qemu_plugin(c["qemu_plugin"])
     device = arm.parse_device(c["device"]) if c["device"] else None
     threads = torch.get_num_threads()

@@ -3,8 +3,9 @@
 Each target maps to a CMake preset (bifsmn_cli.engine.build.TARGETS). It is configured and built in
 `state/<target>/`, its ctest suite runs (aarch64 under qemu-aarch64, through the toolchain's emulator), and
 `<target>/` receives libbifsmn.so, libbifsmn.a, bifsmn-infer, bifsmn.h, build.log and ctest.log, plus mca.json
-(llvm-mca estimates of the NEON micro-kernels) for aarch64 targets. The stage's hash includes the csrc/ tree,
-so editing a C or CMake file makes it (and `bench`) stale.
+(llvm-mca estimates of the NEON kernel loops the network runs: the fused binary kernels and the float GEMM) for
+aarch64 targets. The stage's hash includes the csrc/ tree, so editing a C or CMake file makes it (and `bench`)
+stale.
 """
 
 from __future__ import annotations
@@ -130,9 +131,13 @@ def _target(ctx: StageContext, target: str, cmake: str, bar: Task) -> dict[str, 
     notes = [f"{cfg.compiler['id']} {cfg.compiler['version']}", summary]
     if "engine_kernels" in result:
         notes.append("kernels on this CPU: " + ", ".join(result["engine_kernels"]))
-    if "bgemm" in result.get("mca", {}):
+    gemm = [v for k, v in result.get("mca", {}).items() if k.startswith("bfuse_gemm_")]
+    if gemm:
         cpu = c["mca_cpus"][0]
-        notes.append(f"llvm-mca bgemm {result['mca']['bgemm'][cpu]} bit-MACs/cycle on {cpu}")
+        rates = [g[cpu] for g in gemm]
+        notes.append(
+            f"llvm-mca fused binary GEMM loops {min(rates)}-{max(rates)} bit-MACs/cycle on {cpu} (mca.json)"
+        )
     info(f"{target}: " + ", ".join(notes))
     return result
 
@@ -145,7 +150,8 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _mca_summary(figures: dict[str, Any]) -> dict[str, Any]:
-    """Per kernel and CPU, the work per cycle (bit-MACs for bgemm, MACs for sgemm) from mca.json."""
+    """Per kernel loop and CPU, the work per cycle (bit-MACs for the fused binary loops, MACs for sgemm) from
+    mca.json."""
     out = {}
     for name, kernel in figures["kernels"].items():
         per_cpu = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -18,8 +19,9 @@ from tiny_workspace import (
     upstream_of_export,
 )
 
-from bifsmn_cli.bench import arm, latency, machine, streaming
+from bifsmn_cli.bench import arm, binary_layers, latency, machine, profile, streaming
 from bifsmn_cli.errors import UserError
+from bifsmn_cli.export.bfsm import read_bfsm
 from bifsmn_cli.export.onnx_export import onnx_available
 from stages.pipeline import schema
 
@@ -33,7 +35,9 @@ def benched(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     ws = tmp / "ws"
     path = upstream_of_export(tmp)
-    run(path, "export")
+    # float32 storage: the engine runs exactly the PyTorch weights, so accuracy parity below is exact (what a
+    # rounded storage changes is measured by export itself: test_export_stage, test_storage)
+    run(path, "export", ["export.fp_storage=fp32"])
     manifest = run(path, "bench")
     out = tmp / "result"  # a copy: the tests below rerun bench in the same workspace, which clears its dir
     shutil.copytree(ws / "bench", out)
@@ -116,19 +120,67 @@ def test_kernel_throughput_figures(benched):
 
 @pytest.mark.slow
 def test_arm_sections(benched):
-    _, _, b, _ = benched
+    """The llvm-mca figures: each variant's binary layers weigh the canned loops they run (a missing loop stands
+    in by the general kernel's), the network estimate adds the real MACs at the float rate."""
+    path, _, b, _ = benched
     a = b["arm"]
     core = a["mca"]["targets"]["aarch64"]["cores"]["cortex-a53"]
-    bits = MCA["kernels"]["bgemm"]["cpus"]["cortex-a53"]["bit_macs_per_cycle"]
+    rates = {
+        n: k["cpus"]["cortex-a53"]["bit_macs_per_cycle"] for n, k in MCA["kernels"].items() if n != "sgemm"
+    }
     macs = MCA["kernels"]["sgemm"]["cpus"]["cortex-a53"]["macs_per_cycle"]
-    assert core["binary_vs_float_mac_ratio"] == bits / macs
+    assert core["sgemm_macs_per_cycle"] == macs
     c = b["complexity"]
     teacher_cycles = (c["teacher"]["real_macs"] + c["teacher"]["binary_ops"]) / macs
+    export = schema.load(path).workspace / "export"
     for v in VARIANTS:
-        want = teacher_cycles / (c[v]["real_macs"] / macs + c[v]["binary_ops"] / bits)
-        assert core["network_speedup_estimate"][v] == pytest.approx(want)
-    assert a["qemu"] == {"measured": False, "reason": "bench.qemu_plugin is not set"}
+        layers = binary_layers.binary_layers(read_bfsm(export / f"model_{v}.bfsm"))
+        assert sum(x["bit_macs"] for x in layers) == c[v]["binary_ops"]
+        assert {x["kernel"] for x in layers} == {
+            "bfuse_gemm_kw2_threshold",  # conv2: its output only feeds fc1's signs
+            "bfuse_gemm_kw1_float",  # fc1 and the projections: residuals
+            "bfuse_gemm_kw1_threshold",  # the expansions
+            "bfuse_dwconv_taps5",
+        }
+        cycles = sum(x["bit_macs"] / rates.get(x["kernel"], rates["bfuse_gemm_kwany_step"]) for x in layers)
+        e = core["variants"][v]
+        assert e["bfuse_bit_macs_per_cycle"] == pytest.approx(c[v]["binary_ops"] / cycles)
+        assert e["binary_vs_float_mac_ratio"] == pytest.approx(c[v]["binary_ops"] / cycles / macs)
+        assert e["network_speedup_estimate"] == pytest.approx(
+            teacher_cycles / (c[v]["real_macs"] / macs + cycles)
+        )
+        assert e["loops"] == sorted(set(rates) - {"bfuse_gemm_kw2_threshold"})
+    loops = a["mca"]["targets"]["aarch64"]["loops"]
+    assert loops["bfuse_gemm_kwany_step"] == {
+        "scope": "step", "instructions": 64, "bit_macs_per_iteration": 2048, "bit_macs_per_cycle": {"cortex-a53": 64.0}
+    }  # fmt: skip
+    assert a["qemu"] == {"measured": False, "reason": "build-kernel's aarch64 target has no bifsmn-infer"}
     assert a["device"] == {"measured": False, "reason": "bench.device is not set"}
+
+
+def test_mca_figures_say_what_is_missing():
+    mca = {
+        "kernels": {
+            "sgemm": MCA["kernels"]["sgemm"],
+            "bfuse_gemm_kw1_float": MCA["kernels"]["bfuse_gemm_kw1_float"],
+        }
+    }
+    layers = {
+        "1x": [
+            {"kernel": "bfuse_dwconv_taps9", "bit_macs": 10},
+            {"kernel": "bfuse_gemm_kw1_float", "bit_macs": 10},
+        ]
+    }
+    fig = arm.mca_figures(mca, {}, layers)
+    assert fig["cores"]["cortex-a53"]["variants"]["1x"] == {
+        "reason": "no llvm-mca loop for bfuse_dwconv_taps9"
+    }
+    old = {
+        "kernels": {"bgemm": {}, "sgemm": MCA["kernels"]["sgemm"]}
+    }  # a build-kernel from before the fused kernels
+    assert arm.mca_figures(old, {}, layers) == {
+        "measured": False, "reason": "mca.json lacks the fused binary or the sgemm loops; rerun build-kernel"
+    }  # fmt: skip
 
 
 @pytest.mark.slow
@@ -143,6 +195,9 @@ def test_storage_and_complexity(benched):
             and r["teacher_bfsm_over_bfsm"] == s["teacher"]["bfsm_bytes"] / r["bfsm_bytes"]
         )
         assert r["state_dict_over_bfsm"] > 1 and r["fp32_weights_over_packed_estimate"] > 1
+        assert r["fp_storage"] == "fp32"
+        assert r["fp32_weights_over_bfsm"] == s["teacher"]["fp32_weights_bytes"] / r["bfsm_bytes"]
+    assert s["teacher"]["bfsm_fp_storage"] == "fp32"
     for m in MODELS:
         assert b["complexity"][m]["flops"] > 0 and b["complexity"][m]["params"] > 0
     assert (
@@ -206,6 +261,10 @@ def test_streaming_section(benched):
         ("bench.qemu_plugin=/nonexistent/libinsn.so", "bench.qemu_plugin: /nonexistent/libinsn.so"),
         ("bench.device=http://board", "bench.device: expected ssh://user@host[:port]"),
         ("bench.kernels=[neon]", "bench.kernels: neon does not run on this CPU"),
+        (
+            "bench.profile=2x",
+            "bench.profile: '2x' is not an exported model (one of 1x, 0.5x, 0.25x, teacher)",
+        ),
     ],
 )
 @pytest.mark.slow
@@ -213,7 +272,7 @@ def test_user_errors(benched, override, fragment):
     path, _, _, _ = benched
     if "neon" in override and machine.describe()["arch"] in ("aarch64", "arm64"):
         pytest.skip("neon runs here")
-    with pytest.raises(UserError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(UserError, match=re.escape(fragment)):
         run(path, "bench", [override])
 
 
@@ -248,7 +307,10 @@ def test_board_over_ssh(benched, tmp_path, monkeypatch):
     )
     before = set(Path("/tmp").glob("bifsmn-bench.*"))
     overrides = ["bench.device=ssh://me@board:2200", "bench.pytorch=false", "bench.onnxruntime=false"]
-    run(path, "bench", [*overrides, "bench.kernel_shapes=[]"])
+    try:
+        run(path, "bench", [*overrides, "bench.kernel_shapes=[]", "bench.qemu=false", "bench.profile_runs=0"])
+    finally:
+        (ws / "build-kernel" / "aarch64" / "bifsmn-infer").unlink()
     d = json.loads((ws / "bench" / "bench.json").read_text())["arm"]["device"]
     assert d["measured"] and d["target"] == "aarch64" and d["board"]["arch"] == "aarch64"
     assert d["board"]["url"] == "ssh://me@board:2200"
@@ -259,6 +321,72 @@ def test_board_over_ssh(benched, tmp_path, monkeypatch):
     }
     assert set(Path("/tmp").glob("bifsmn-bench.*")) == before  # the board's temporary directory is gone
     assert "### Board latency" in (ws / "bench" / "report.md").read_text()
+
+
+FAKE_QEMU = """#!/bin/sh
+# qemu-aarch64 + insn plugin stand-in: Debian's version; N runs cost 5000 (loading) + N x per-run, per-run 100 for
+# the network, 350 front end + network, 10 x the length of a profiled kind's name.
+[ "$1" = --version ] && { echo "qemu-aarch64 version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"; exit 0; }
+runs=0; per=0
+while [ $# -gt 0 ]; do case "$1" in
+  --bench|--profile) runs=$2; shift;;
+  --bench-path) if [ "$2" = net ]; then per=100; else per=350; fi; shift;;
+  --profile-kind) per=$(($(printf %s "$2" | wc -c) * 10)); shift;;
+esac; shift; done
+echo "insns: $((5000 + runs * per))" >&2
+"""
+
+
+@pytest.mark.slow
+def test_instruction_counts_and_profile(benched, tmp_path, monkeypatch):
+    """bench.qemu_plugin unset: the plugin found in the per-user cache (XDG_CACHE_HOME), the counts and the
+    per-kind profile differenced from a qemu stand-in; the x86 profile from the real host engine."""
+    path, _, _, _ = benched
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qemu-aarch64").write_text(FAKE_QEMU)
+    (bin_dir / "qemu-aarch64").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    plugin = (
+        tmp_path
+        / "cache"
+        / "bifsmn"
+        / "qemu-plugins"
+        / "7.2.22-debian-1_7.2+dfsg-7+deb12u18+b3"
+        / "libinsn.so"
+    )
+    plugin.parent.mkdir(parents=True)
+    plugin.write_bytes(b"\x7fELF")
+    ws = schema.load(path).workspace
+    aarch64 = ws / "build-kernel" / "aarch64" / "bifsmn-infer"
+    shutil.copy2(ws / "build-kernel" / "host" / "bifsmn-infer", aarch64)
+    try:
+        run(path, "bench", ["bench.pytorch=false", "bench.onnxruntime=false", "bench.kernel_shapes=[]"])
+    finally:
+        aarch64.unlink()
+    b = json.loads((ws / "bench" / "bench.json").read_text())
+    q = b["arm"]["qemu"]
+    assert q["measured"] and q["plugin"] == str(plugin) and not q["plugin_built"] and q["target"] == "aarch64"
+    assert q["models"] == {
+        m: {"net_insns": 100.0, "e2e_insns": 350.0, "frontend_insns": 250.0} for m in MODELS
+    }
+    assert q["teacher_over_model"]["1x"] == {"net": 1.0, "e2e": 1.0}
+    p = b["profile"]
+    assert p["measured"] and p["model"] == "1x"
+    kinds = ["input", "conv2d", "bconv2d", "blinear", "bdwconv1d", "linear"]
+    x86 = p["x86"]
+    assert list(x86["kinds"]) == kinds and x86["runs"] == 500 and x86["net_us"] > 0
+    steps = {k: v["steps"] for k, v in x86["kinds"].items()}
+    assert steps == {"input": 1, "conv2d": 1, "bconv2d": 1, "blinear": 1 + 2 * 4, "bdwconv1d": 4, "linear": 1}
+    assert sum(v["share"] for v in x86["kinds"].values()) == pytest.approx(1.0)
+    assert x86["kinds_us"] == pytest.approx(sum(v["median_us"] for v in x86["kinds"].values()))
+    a64 = p["aarch64"]
+    assert a64["measured"] and a64["kinds_insns"] == sum(10.0 * len(k) for k in kinds)
+    assert a64["kinds"]["bdwconv1d"] == {"insns": 90.0, "share": 90.0 / a64["kinds_insns"]}
+    report = (ws / "bench" / "report.md").read_text()
+    assert "## Profile per op kind" in report and "| bdwconv1d | 4 |" in report
+    assert f"with the insn plugin {plugin};" in report
 
 
 def test_qemu_instruction_differencing(tmp_path):
@@ -315,3 +443,38 @@ def test_summaries_and_peak():
     assert p["float32_gflops"] == 2.0 * 8 * 2 * 2 and p["binary_gbit_macs"] == 2.0 * 256
     assert machine.vector_widths({"avx512f", "avx512_vpopcntdq"}, "x86_64")["popcount_bits"] == 512
     assert machine.peak(None, widths)["estimated"] is False
+
+
+def test_profile_shares_and_bad_output():
+    text = json.dumps(
+        {"net_ns": [9000, 11000, 10000], "kinds": {"input": {"steps": 1, "ns": [1000, 3000, 2000]},
+                                                  "blinear": {"steps": 9, "ns": [6000, 6000, 9000]}}}
+    )  # fmt: skip
+    p = profile.parse_profile(text, "infer")
+    assert p == {
+        "net_us": 10.0,
+        "kinds_us": 8.0,
+        "kinds": {"input": {"steps": 1, "median_us": 2.0, "share": 0.25},
+                  "blinear": {"steps": 9, "median_us": 6.0, "share": 0.75}},
+    }  # fmt: skip
+    rows = profile.table_rows({"x86": p, "aarch64": {"kinds": {"blinear": {"insns": 30.0, "share": 1.0}}}})
+    assert rows == [
+        {
+            "kind": "input",
+            "steps": 1,
+            "x86_us": 2.0,
+            "x86_share": 0.25,
+            "aarch64_insns": None,
+            "aarch64_share": None,
+        },
+        {
+            "kind": "blinear",
+            "steps": 9,
+            "x86_us": 6.0,
+            "x86_share": 0.75,
+            "aarch64_insns": 30.0,
+            "aarch64_share": 1.0,
+        },
+    ]
+    with pytest.raises(UserError, match=r"infer: unexpected --profile output .*rebuild it"):
+        profile.parse_profile('{"net_ns": []}', "infer")

@@ -18,6 +18,7 @@ from tiny_workspace import (
     write_models,
 )
 
+from bifsmn_cli.errors import UserError
 from bifsmn_cli.export.bfsm import read_bfsm
 from bifsmn_cli.export.onnx_export import onnx_available
 from bifsmn_cli.nn.dfsmn import variant_blocks
@@ -131,3 +132,38 @@ def test_binarizer_the_engine_cannot_run(tmp_path):
     result = invoke_cli("-q", "export", "-c", str(pipeline_file(tmp_path, ws)))
     assert_user_error(result, "student.pt", "'xnor'", "distill.binarizer")
     assert not list((ws / "export").glob("*.bfsm")) and (ws / "export" / "failed.json").is_file()
+
+
+def test_storage_is_measured_chosen_and_checked(exported):
+    """auto: each student's storage chosen on the validation clips (no decision changed), recorded per file; a
+    rounded file is checked twice (its float32 form against the PyTorch model, itself against PyTorch running its
+    own weights). fp32 and int8 on request, with their sizes."""
+    path, out, manifest = exported
+    index = json.loads((out / "exported.json").read_text())
+    s = index["storage"]
+    assert (s["requested"], s["min_agreement"], s["split"], s["clips"]) == ("auto", 1.0, "validation", 8)
+    check = manifest["metrics"]["check"]["models"]
+    for v in VARIANTS:
+        m = s["models"][v]
+        assert m["chosen"]["top1_agreement"] == 1.0 and m["chosen"]["changed_clips"] == 0
+        assert m["chosen"]["bytes"] == index["models"][v]["bytes"] <= m["options"]["fp32"]["bytes"]
+        assert set(m["options"]) == {"fp32", "fp16", "int8"}
+        label = index["models"][v]["fp_storage"]
+        assert label in ("fp32", "fp16", "int8", "mixed") and manifest["metrics"]["fp_storage"][v] == label
+        if label != "fp32":
+            assert check[v]["stored"]["fp_storage"] == label and check[v]["stored"]["mismatched_clips"] == 0
+    assert index["models"]["teacher"]["fp_storage"] == "fp32" and "stored" not in check["teacher"]
+    fp32 = run(path, "export", ["export.fp_storage=fp32", "export.onnx=false"])
+    sizes = {v: fp32["metrics"][f"bytes_{v}"] for v in VARIANTS}
+    for v in VARIANTS:
+        assert {op["weight_storage"] for op in read_bfsm(out / f"model_{v}.bfsm")["ops"]} == {"fp32"}
+        assert "stored" not in fp32["metrics"]["check"]["models"][v]
+    int8 = run(path, "export", ["export.fp_storage=int8", "export.onnx=false"])
+    for v in VARIANTS:
+        ops = read_bfsm(out / f"model_{v}.bfsm")["ops"]
+        assert {op["weight_storage"] for op in ops if not op["binary"]} == {"int8"}
+        assert {op["vector_storage"] for op in ops} == {"fp16"}
+        assert int8["metrics"][f"bytes_{v}"] < sizes[v] and int8["metrics"]["fp_storage"][v] == "int8"
+        assert int8["metrics"]["check"]["models"][v]["stored"]["mismatched_clips"] == 0
+    with pytest.raises(UserError, match="export.fp_storage"):
+        run(path, "export", ["export.fp_storage=bf16"])

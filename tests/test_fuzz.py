@@ -16,6 +16,7 @@ import soundfile as sf
 from bifsmn_cli.engine import build
 from bifsmn_cli.engine.binding import Engine, Library
 from bifsmn_cli.errors import UserError
+from bifsmn_cli.export.bfsm import read_bfsm
 
 # about 10 s each on one core here: the loader runs a whole network per input, the WAV reader only parses,
 # the stream pushes up to 3 s of audio twice
@@ -58,7 +59,17 @@ def test_seeds_are_inputs_the_engine_runs(fuzz_build, tmp_path):
     )  # the plain library, same sources
     lib = Library(build_dir / "libbifsmn.so")
     models = fuzz.write_seeds("loader", tmp_path / "loader")
-    assert [p.name for p in models] == ["student-1x.bfsm", "student-0.5x.bfsm", "teacher.bfsm"]
+    assert [p.name for p in models] == [
+        "student-1x.bfsm",
+        "student-0.5x.bfsm",
+        "student-1x-fp16.bfsm",
+        "student-1x-int8.bfsm",
+        "teacher.bfsm",
+    ]
+    stored = {
+        p.name: {op["weight_storage"] for op in read_bfsm(p)["ops"] if not op["binary"]} for p in models
+    }
+    assert stored["student-1x-fp16.bfsm"] == {"fp16"} and stored["student-1x-int8.bfsm"] == {"int8"}
     for path in models:
         with Engine.from_bytes(path.read_bytes(), lib) as engine:
             scores = engine.run_pcm(np.zeros(fuzz.SEED_FRONTEND.num_samples, dtype=np.int16))

@@ -29,13 +29,25 @@ from stages.pipeline import runner, schema
 
 CLASSES = ["yes", "no", "_unknown_"]
 CFG = ModelConfig(num_classes=3, num_blocks=4, stem_channels=4, backbone_size=32, hidden_size=48)
-# build-kernel's mca.json layout (bifsmn_cli.engine.mca.estimate), with round numbers to check arithmetic
+
+
+# build-kernel's mca.json layout (bifsmn_cli.engine.mca.estimate), with round numbers to check arithmetic. The tiny
+# students run depth-1 fused GEMMs in both forms, a depth-2 conv (no loop of its own here: the general kernel's
+# step loop stands for it) and 5-tap depthwise convs.
+def _loop(scope: str, work: int, rate: float) -> dict:
+    return {"scope": scope, "instructions": 64, "bit_macs_per_iteration": work,
+            "cpus": {"cortex-a53": {"bit_macs_per_cycle": rate}}}  # fmt: skip
+
+
 MCA = {
     "source": "libbifsmn.a",
     "llvm_mca": "16.0.6",
     "iterations": 1000,
     "kernels": {
-        "bgemm": {"cpus": {"cortex-a53": {"bit_macs_per_cycle": 32.0}}},
+        "bfuse_gemm_kw1_threshold": _loop("group", 1024, 32.0),
+        "bfuse_gemm_kw1_float": _loop("group", 1024, 16.0),
+        "bfuse_gemm_kwany_step": _loop("step", 2048, 64.0),
+        "bfuse_dwconv_taps5": _loop("time step", 80, 1.0),
         "sgemm": {"cpus": {"cortex-a53": {"macs_per_cycle": 2.0}}},
     },
 }

@@ -1,10 +1,13 @@
 """ARM figures without an ARM host: llvm-mca kernel throughput, executed instructions under qemu, and real
 timings on a board over ssh.
 
-- llvm-mca (build-kernel's mca.json): bit-MACs per cycle of the NEON binary GEMM loop and MACs per cycle of
-  the NEON float GEMM loop per core model; their ratio is the kernel-level speed-up ceiling of a binary MAC
-  over a float one. Weighting it by each variant's real and binary MACs gives a network-level estimate
-  (kernel-bound: no front end, packing or memory traffic), labelled as such.
+- llvm-mca (build-kernel's mca.json, bifsmn_cli/engine/mca.py): bit-MACs per cycle of each fused NEON binary
+  kernel loop and MACs per cycle of the NEON float GEMM loop per core model. Each variant's binary layers
+  (bench/binary_layers.py: kernel and work of every binary op of its .bfsm) weigh the loops they run into one
+  bit-MACs-per-cycle figure (total bit-MACs over total estimated cycles); its ratio to the float rate is the
+  kernel-level speed-up ceiling of that network's binary MACs over float ones, and with the real MACs at the
+  float rate it gives a network-level estimate against the teacher (kernel-bound: no front end, packing or
+  memory traffic), labelled as such.
 - qemu: `qemu-aarch64 -plugin INSN_PLUGIN,inline=on -d plugin` counts every instruction the static aarch64
   bifsmn-infer executes. Two runs of `--bench` differing only in the number of runs cancel the loading and
   WAV reading, so (count(1 + extra) - count(1)) / extra is one inference.
@@ -18,11 +21,13 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bifsmn_cli.bench import binary_layers
 from bifsmn_cli.errors import UserError
 
 # /proc/cpuinfo "CPU part" of Arm cores -> name (the cores the paper and llvm-mca talk about)
@@ -30,33 +35,55 @@ ARM_PARTS = {"0xd03": "cortex-a53", "0xd04": "cortex-a35", "0xd05": "cortex-a55"
              "0xd08": "cortex-a72", "0xd09": "cortex-a73", "0xd0a": "cortex-a75", "0xd0b": "cortex-a76"}  # fmt: skip
 
 
-def mca_figures(mca: dict[str, Any], complexity: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per core: bit-MACs/cycle (bgemm), MACs/cycle (sgemm), their ratio, and the kernel-bound network
-    speed-up estimate of each variant over the float teacher (`complexity`: thin's rows by variant)."""
+def mca_figures(
+    mca: dict[str, Any], complexity: dict[str, dict[str, Any]], layers: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Per core: the float GEMM's MACs/cycle and, per variant (`layers`: binary_layers of each variant's .bfsm),
+    the bit-MACs/cycle its binary layers reach, the ratio of the two, and the kernel-bound network speed-up
+    estimate over the float teacher (`complexity`: thin's rows by variant); with the loops each variant used."""
     kernels = mca.get("kernels", {})
-    if "bgemm" not in kernels or "sgemm" not in kernels:
-        return {"measured": False, "reason": "mca.json lacks the bgemm or sgemm loop"}
-    cores = {}
-    for cpu, b in kernels["bgemm"]["cpus"].items():
-        s = kernels["sgemm"]["cpus"].get(cpu)
-        if s is None:
-            continue
-        bit_rate, mac_rate = b["bit_macs_per_cycle"], s["macs_per_cycle"]
-        row: dict[str, Any] = {
-            "bgemm_bit_macs_per_cycle": bit_rate,
-            "sgemm_macs_per_cycle": mac_rate,
-            "binary_vs_float_mac_ratio": bit_rate / mac_rate,
+    if "sgemm" not in kernels or not any(k.startswith("bfuse_") for k in kernels):
+        return {
+            "measured": False,
+            "reason": "mca.json lacks the fused binary or the sgemm loops; rerun build-kernel",
         }
-        teacher = complexity.get("teacher")
-        if teacher is not None:
-            teacher_cycles = (teacher["real_macs"] + teacher["binary_ops"]) / mac_rate
-            row["network_speedup_estimate"] = {
-                v: teacher_cycles / (r["real_macs"] / mac_rate + r["binary_ops"] / bit_rate)
-                for v, r in complexity.items()
-                if v != "teacher"
+    teacher = complexity.get("teacher")
+    cores = {}
+    for cpu, s in kernels["sgemm"]["cpus"].items():
+        mac_rate = s["macs_per_cycle"]
+        row: dict[str, Any] = {"sgemm_macs_per_cycle": mac_rate, "variants": {}}
+        for v, ls in layers.items():
+            found = [binary_layers.rate(kernels, layer["kernel"], cpu) for layer in ls]
+            missing = sorted({layer["kernel"] for layer, f in zip(ls, found, strict=True) if f is None})
+            if missing or not ls:
+                row["variants"][v] = {
+                    "reason": f"no llvm-mca loop for {', '.join(missing) or 'any binary layer'}"
+                }
+                continue
+            bits = sum(layer["bit_macs"] for layer in ls)
+            cycles = sum(layer["bit_macs"] / r for layer, (_, r) in zip(ls, found, strict=True))
+            entry = {
+                "bfuse_bit_macs_per_cycle": bits / cycles,
+                "binary_vs_float_mac_ratio": bits / cycles / mac_rate,
+                "loops": sorted({name for name, _ in found}),
             }
+            if teacher is not None and v in complexity:
+                teacher_cycles = (teacher["real_macs"] + teacher["binary_ops"]) / mac_rate
+                real = complexity[v]["real_macs"] / mac_rate
+                entry["network_speedup_estimate"] = teacher_cycles / (real + cycles)
+            row["variants"][v] = entry
         cores[cpu] = row
-    return {"measured": True, "llvm_mca": mca.get("llvm_mca"), "cores": cores}
+    used = sorted({n for row in cores.values() for e in row["variants"].values() for n in e.get("loops", [])})
+    loops = {
+        n: {
+            "scope": kernels[n]["scope"],
+            "instructions": kernels[n]["instructions"],
+            "bit_macs_per_iteration": kernels[n]["bit_macs_per_iteration"],
+            "bit_macs_per_cycle": {c: f["bit_macs_per_cycle"] for c, f in kernels[n]["cpus"].items()},
+        }
+        for n in used
+    }
+    return {"measured": True, "llvm_mca": mca.get("llvm_mca"), "cores": cores, "loops": loops}
 
 
 def find_insn_count(text: str) -> int:
@@ -70,7 +97,7 @@ def find_insn_count(text: str) -> int:
 
 
 def qemu_count(qemu: str, plugin: Path, infer: Path, args: list[str]) -> int:
-    """Instructions one `infer ARGS` executes under qemu-aarch64 with the insn plugin."""
+    """Instructions one run of the aarch64 `infer` with `args` executes under qemu with the insn plugin."""
     cmd = [qemu, "-plugin", f"{plugin},inline=on", "-d", "plugin", str(infer), *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -79,20 +106,25 @@ def qemu_count(qemu: str, plugin: Path, infer: Path, args: list[str]) -> int:
     return find_insn_count(done.stderr + done.stdout)
 
 
+def qemu_per_run(count: Callable[[int], int], extra: int) -> float:
+    """One run's instructions, (count(1 + extra) - count(1)) / extra: loading and reading the clip cancel."""
+    return (count(1 + extra) - count(1)) / extra
+
+
 def qemu_counts(
     qemu: str, plugin: Path, infer: Path, models: dict[str, Path], clip: Path, extra: int = 4
 ) -> dict[str, Any]:
     """Executed aarch64 instructions per inference: network alone and front end + network, per model."""
-
-    def count(model: Path, path: str, runs: int) -> int:
-        args = ["--bench", str(runs), "--warmup", "0", "--bench-path", path, str(model), str(clip)]
-        return qemu_count(qemu, plugin, infer, args)
-
     out: dict[str, Any] = {}
     for name, model in models.items():
         row = {}
         for path in ("net", "e2e"):
-            row[f"{path}_insns"] = (count(model, path, 1 + extra) - count(model, path, 1)) / extra
+
+            def count(runs: int, model: Path = model, path: str = path) -> int:
+                args = ["--bench", str(runs), "--warmup", "0", "--bench-path", path, str(model), str(clip)]
+                return qemu_count(qemu, plugin, infer, args)
+
+            row[f"{path}_insns"] = qemu_per_run(count, extra)
         row["frontend_insns"] = row["e2e_insns"] - row["net_insns"]
         out[name] = row
     return out

@@ -11,6 +11,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from bifsmn_cli.bench import profile
 from bifsmn_cli.nn.config import TEACHER
 
 PAPER = {
@@ -30,7 +31,8 @@ UNITS = {
     "gflops_per_s": "1e9 float32 operations per second (2 per multiply-accumulate)",
     "float32_gflops / binary_gbit_macs": "estimated per-core peak, same units as above",
     "*_per_cycle": "operations per CPU cycle (bit-MACs, MACs or FLOPs as named)",
-    "*_insns": "executed aarch64 instructions per inference",
+    "*_insns": "executed aarch64 instructions per inference (profile: per pass of a kind's steps)",
+    "share": "a kind's fraction of the profiled total, in [0, 1]",
     "params / real_macs / binary_ops / flops": "counts per 1-s clip (FLOPs = real MACs + binary ops / 64)",
     "ratio / *_over_* / *_estimate / fraction_of_peak": "dimensionless ratios",
 }
@@ -233,6 +235,49 @@ def _not(section: dict[str, Any]) -> str:
     return f"not measured: {section['reason']}.\n"
 
 
+def _mca_tables(target: str, fig: dict[str, Any], variants: list[str]) -> list[str]:
+    """The network-weighted rates per core and variant, then the loops they come from."""
+    rows = []
+    for cpu, r in fig["cores"].items():
+        cells = [cpu, f"{r['sgemm_macs_per_cycle']:.2f}"]
+        for v in variants:
+            e = r["variants"].get(v, {})
+            rate = e.get("bfuse_bit_macs_per_cycle")
+            cells += ["n/a" if rate is None else f"{rate:.2f} ({e['binary_vs_float_mac_ratio']:.1f}x)",
+                      _x(e.get("network_speedup_estimate"))]  # fmt: skip
+        rows.append(cells)
+    header = ["core", "sgemm MACs/cycle"]
+    for v in variants:
+        header += [f"{v} bit-MACs/cycle (/ float)", f"est. {v} vs fp"]
+    cpus = list(fig["cores"])
+    loops = [
+        [name, lp["scope"], str(lp["instructions"]), f"{lp['bit_macs_per_iteration']:,}",
+         *(f"{lp['bit_macs_per_cycle'].get(c, 0):.2f}" for c in cpus)]
+        for name, lp in fig.get("loops", {}).items()
+    ]  # fmt: skip
+    reasons = {e["reason"] for r in fig["cores"].values() for e in r["variants"].values() if "reason" in e}
+    return [
+        f"{target} (llvm-mca {fig.get('llvm_mca')}): each variant's binary layers weigh the fused NEON loops they "
+        "run (total bit-MACs over total estimated cycles); / float = that rate over the float GEMM's MACs per "
+        "cycle, the kernel-level ceiling. The network estimate adds the real MACs at the float rate against the "
+        "teacher's (kernel-bound: no front end, packing or memory traffic; an estimate, not a measurement).\n",
+        _table(header, rows),
+        *(f"- {reason}\n" for reason in sorted(reasons)),
+        "\nThe loops (bifsmn_cli/engine/mca.py; scope group: a 4-row x 4-output group with its reduction and output "
+        "transform; step: one 128-bit step only, an upper bound; time step: 16 channels of the depthwise conv):\n",
+        _table(
+            [
+                "loop",
+                "scope",
+                "instructions",
+                "bit-MACs per iteration",
+                *(f"{c} bit-MACs/cycle" for c in cpus),
+            ],
+            loops,
+        ),  # fmt: skip
+    ]
+
+
 def _arm_section(a: dict[str, Any], results: dict[str, Any]) -> list[str]:
     out = ["## ARM\n", "### llvm-mca kernel throughput (build-kernel's aarch64 builds)\n"]
     mca = a["mca"]
@@ -243,29 +288,7 @@ def _arm_section(a: dict[str, Any], results: dict[str, Any]) -> list[str]:
             if not fig["measured"]:
                 out.append(f"- {target}: {_not(fig)}")
                 continue
-            variants = [m for m in results["accuracy"]["models"] if m != TEACHER]
-            rows = []
-            for cpu, r in fig["cores"].items():
-                est = r.get("network_speedup_estimate", {})
-                rows.append(
-                    [cpu, f"{r['bgemm_bit_macs_per_cycle']:.2f}", f"{r['sgemm_macs_per_cycle']:.2f}",
-                     f"{r['binary_vs_float_mac_ratio']:.1f}x", *(_x(est.get(v)) for v in variants)]
-                )  # fmt: skip
-            out += [
-                f"{target} (llvm-mca {fig.get('llvm_mca')}): kernel-level ceiling = bit-MACs per cycle / float "
-                "MACs per cycle. The network estimate weighs it by each variant's binary and real MACs against the "
-                "teacher's (kernel-bound: no front end, packing or memory traffic; an estimate, not a measurement).\n",
-                _table(
-                    [
-                        "core",
-                        "bgemm bit-MACs/cycle",
-                        "sgemm MACs/cycle",
-                        "binary/float per MAC",
-                        *(f"est. {v} vs fp" for v in variants),
-                    ],
-                    rows,
-                ),  # fmt: skip
-            ]
+            out += _mca_tables(target, fig, [m for m in results["accuracy"]["models"] if m != TEACHER])
             paper = ", ".join(f"{v} {s}x" for v, s in PAPER["speedup_cortex_a53"].items())
             out.append(f"\nPaper (measured on a Cortex-A53 board): {paper}.\n")
     out.append("\n### Executed aarch64 instructions per inference (qemu)\n")
@@ -279,7 +302,9 @@ def _arm_section(a: dict[str, Any], results: dict[str, Any]) -> list[str]:
             rows.append([m, f"{r['net_insns']:,.0f}", f"{r['e2e_insns']:,.0f}", f"{r['frontend_insns']:,.0f}",
                          _x(ratio.get("net")) if m != TEACHER else "1.00x"])  # fmt: skip
         out += [
-            f"Static aarch64 bifsmn-infer ({q['target']}) under qemu-aarch64 with the insn plugin; one inference = "
+            f"Static aarch64 bifsmn-infer ({q['target']}) under qemu-aarch64 with the insn plugin {q['plugin']}"
+            + (" (built by this run)" if q.get("plugin_built") else "")
+            + "; one inference = "
             "difference of two --bench runs, so loading and WAV reading cancel. Instruction counts are not cycles "
             "(a NEON CNT and a scalar add count alike).\n",
             _table(
@@ -300,6 +325,34 @@ def _arm_section(a: dict[str, Any], results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _profile_section(p: dict[str, Any] | None) -> list[str]:
+    """Per op kind: the share of one network's x86 time and of its aarch64 instructions (bench/profile.py)."""
+    out = ["## Profile per op kind\n"]
+    if p is None or not p["measured"]:
+        return out + [_not(p or {"reason": "not in this bench.json"})]
+    x86, a64 = p["x86"], p["aarch64"]
+    rows = [
+        [r["kind"], str(r["steps"]) if r["steps"] is not None else "", _us(r["x86_us"]), _pct(r["x86_share"]),
+         f"{r['aarch64_insns']:,.0f}" if r["aarch64_insns"] is not None else "n/a", _pct(r["aarch64_share"])]
+        for r in profile.table_rows(p)
+    ]  # fmt: skip
+    total = ["all steps", "", _us(x86["kinds_us"]), "100.00", "n/a", "n/a"]
+    if a64["measured"]:
+        total[4:] = [f"{a64['kinds_insns']:,.0f}", "100.00"]
+    out += [
+        f"Model {p['model']}. x86: `bifsmn-infer --profile {x86['runs']}` on this machine, each kind's steps alone, "
+        "alternating with the whole network run by run; a kind's share is its median over the sum of the kinds' "
+        f"medians (the network alone: {_us(x86['net_us'])} µs median). aarch64: executed instructions of one pass of "
+        "each kind's steps under qemu (`--profile-kind`, two runs differenced), share of their sum"
+        + (f" (from {a64['target']}).\n" if a64["measured"] else f"; {_not(a64)}"),
+        _table(
+            ["kind", "steps", "x86 median µs", "x86 share %", "aarch64 instructions", "aarch64 share %"],
+            rows + [total],
+        ),  # fmt: skip
+    ]
+    return out
+
+
 def _storage_section(s: dict[str, Any]) -> list[str]:
     t = s["teacher"]
     out = [
@@ -317,7 +370,8 @@ def _storage_section(s: dict[str, Any]) -> list[str]:
         "\n",
     ]
     rows = [
-        [v, f"{r['bfsm_bytes']:,}", _x(r["teacher_bfsm_over_bfsm"]), _x(r["state_dict_over_bfsm"]),
+        [v, f"{r['bfsm_bytes']:,}", r.get("fp_storage", "fp32"), _x(r["teacher_bfsm_over_bfsm"]),
+         _x(r.get("fp32_weights_over_bfsm")), _x(r["state_dict_over_bfsm"]),
          _x(r["checkpoint_over_bfsm"]), f"{r['packed_estimate_bytes']:,}", _x(r["fp32_weights_over_packed_estimate"]),
          _x(PAPER["storage_saving"]) if v == "1x" else ""]
         for v, r in s["variants"].items()
@@ -327,7 +381,9 @@ def _storage_section(s: dict[str, Any]) -> list[str]:
             [
                 "variant",
                 ".bfsm bytes",
+                "float storage",
                 "teacher.bfsm / .bfsm",
+                "fp32 weights / .bfsm",
                 "state dict / .bfsm",
                 "checkpoint / .bfsm",
                 "packed estimate",
@@ -338,7 +394,10 @@ def _storage_section(s: dict[str, Any]) -> list[str]:
         )  # fmt: skip
     )
     out.append(
-        "\nThe estimate counts 1 bit per binary weight and 4 bytes per other parameter and per-channel scale.\n"
+        "\nteacher.bfsm is the teacher in float32 (BatchNorm folded), the base of the storage ratio; fp32 weights are "
+        "4 bytes per teacher parameter. float storage: how each file stores its full-precision arrays (export."
+        "fp_storage; mixed: per array, exported.json has the measured choice). The estimate counts 1 bit per binary "
+        "weight and 4 bytes per other parameter and per-channel scale.\n"
     )
     return out
 
@@ -414,14 +473,16 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
             arows,
         ),  # fmt: skip
         "\nengine: the C engine on the same features as PyTorch; e2e: the engine's own front end from 16-bit "
-        "PCM. The agreement columns count clips whose top class equals PyTorch's. Balanced: the mean recall over "
-        "classes; non-keyword recall: `_unknown_` clips rejected; false accepts: `_unknown_` and `_silence_` clips "
-        "taken for a keyword.\n",
+        "PCM. The agreement columns count clips whose top class equals PyTorch's; a file whose float arrays are "
+        "stored in fp16 or int8 (Storage below, export.fp_storage) runs its rounded weights, so its agreement "
+        "includes what the rounding changes on this split. Balanced: the mean recall over classes; non-keyword "
+        "recall: `_unknown_` clips rejected; false accepts: `_unknown_` and `_silence_` clips taken for a keyword.\n",
         "## Latency\n",
     ]
     out += _latency_section(results["latency"], "This machine")
     out += _kernel_section(results["kernels"])
     out += _arm_section(results["arm"], results)
+    out += _profile_section(results.get("profile"))
     out += _storage_section(results["storage"])
     out += streaming_section(results.get("streaming"))
     out.append("## Cost per clip (paper convention: FLOPs = real MACs + binary operations / 64)\n")

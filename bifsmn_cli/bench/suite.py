@@ -21,8 +21,19 @@ import torch
 
 from bifsmn_cli.audio.frontend import FrontEnd
 from bifsmn_cli.audio.wav import from_int16
-from bifsmn_cli.bench import accuracy, arm, kernels, latency, machine, report, streaming
-from bifsmn_cli.console import info, progress
+from bifsmn_cli.bench import (
+    accuracy,
+    arm,
+    binary_layers,
+    kernels,
+    latency,
+    machine,
+    profile,
+    qemu_plugin,
+    report,
+    streaming,
+)
+from bifsmn_cli.console import info, progress, warn
 from bifsmn_cli.engine.binding import Library
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.export.bfsm import read_bfsm
@@ -59,7 +70,7 @@ class Inputs:
 def measure(
     inp: Inputs,
     config: dict[str, Any],
-    plugin: Path | None,
+    plugin: Path | None,  # bench.qemu_plugin; None: the cached one, or built (bench/qemu_plugin.py)
     device: arm.Device | None,
     work_dir: Path,
     seed: int,
@@ -87,10 +98,12 @@ def measure(
     clip = latency.clip_file(work_dir / "clip.wav", inp.waves[0])
     results["latency"] = _latency(config, inp, clip)
     results["kernels"] = _kernels(config, lib, inp, host["peak"], seed)
-    results["arm"] = _arm(config, inp, plugin, device, clip)
+    qemu = _qemu_setup(config, inp, plugin)
+    results["arm"] = _arm(config, inp, qemu, device, clip)
+    results["profile"] = _profile(config, inp, qemu, clip)
     results["storage"] = _storage(inp, inp.torch_models[TEACHER].model)
     results["complexity"] = _complexity(inp)
-    results["streaming"] = _streaming(config, inp, clip, results, seed)
+    results["streaming"] = _streaming(config, inp, qemu, clip, results, seed)
     results["paper"] = report.PAPER
     return results
 
@@ -249,15 +262,20 @@ def _aarch64_targets(inp: Inputs) -> list[str]:
 
 
 def _arm(
-    c: dict[str, Any], inp: Inputs, plugin: Path | None, device: arm.Device | None, clip: Path
+    c: dict[str, Any], inp: Inputs, qemu: QemuSetup | str, device: arm.Device | None, clip: Path
 ) -> dict[str, Any]:
     targets = _aarch64_targets(inp)
     out: dict[str, Any] = {}
     mca = {}
+    layers = {
+        m: binary_layers.binary_layers(read_bfsm(inp.export_dir / inp.index["models"][m]["file"]))
+        for m in inp.models
+        if m != TEACHER
+    }
     for t in targets:
         path = inp.kernel_dir / t / "mca.json"
         if path.is_file():
-            mca[t] = arm.mca_figures(json.loads(path.read_text()), inp.complexity)
+            mca[t] = arm.mca_figures(json.loads(path.read_text()), inp.complexity, layers)
     if mca:
         out["mca"] = {"measured": True, "targets": mca}
     else:
@@ -266,36 +284,83 @@ def _arm(
     chosen = next((t for t in AARCH64_TARGETS if t in targets), targets[0] if targets else None)
     infer = inp.kernel_dir / chosen / "bifsmn-infer" if chosen else None
     files = {m: inp.export_dir / inp.index["models"][m]["file"] for m in inp.models}
-    out["qemu"] = _qemu(plugin, infer, chosen, files, clip)
+    out["qemu"] = _qemu(qemu, files, clip)
     out["device"] = _device(c, device, infer, chosen, files, clip)
     return out
 
 
-def _qemu(
-    plugin: Path | None, infer: Path | None, target: str | None, files: dict[str, Path], clip: Path
-) -> dict[str, Any]:
-    if plugin is None:
-        return {"measured": False, "reason": "bench.qemu_plugin is not set"}
-    if infer is None:
-        return {"measured": False, "reason": NO_AARCH64}
+# ---------------------------------------------------------------- qemu: the counting setup, counts, profile
+
+
+@dataclasses.dataclass(frozen=True)
+class QemuSetup:
+    """What counting aarch64 instructions needs: qemu-aarch64, the insn plugin, the aarch64 bifsmn-infer."""
+
+    qemu: str
+    plugin: Path
+    built: bool  # the plugin was built by this run
+    infer: Path
+    target: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"target": self.target, "plugin": str(self.plugin), "plugin_built": self.built}
+
+
+def _qemu_setup(c: dict[str, Any], inp: Inputs, plugin: Path | None) -> QemuSetup | str:
+    """The setup, or the one-line reason there is none (printed as a warning when the plugin cannot be built)."""
+    if not c["qemu"]:
+        return "bench.qemu is false"
+    targets = _aarch64_targets(inp)
+    if not targets:
+        return NO_AARCH64
+    target = next((t for t in AARCH64_TARGETS if t in targets), targets[0])
+    infer = inp.kernel_dir / target / "bifsmn-infer"
+    if not infer.is_file():
+        return f"build-kernel's {target} target has no bifsmn-infer"
     qemu = shutil.which("qemu-aarch64")
     if qemu is None:
-        return {"measured": False, "reason": "qemu-aarch64 is not installed (apt-get install qemu-user)"}
-    info(f"counting aarch64 instructions under qemu ({target})")
-    counts = arm.qemu_counts(qemu, plugin, infer, files, clip, QEMU_EXTRA_RUNS)
+        return "qemu-aarch64 is not installed (apt-get install qemu-user)"
+    built = False
+    if plugin is None:
+        try:
+            plugin, built = qemu_plugin.find_or_build(qemu, say=info)
+        except qemu_plugin.Unavailable as exc:
+            warn(f"aarch64 instruction counts not measured: {exc}")
+            return str(exc)
+    return QemuSetup(qemu, plugin, built, infer, target)
+
+
+def _qemu(qemu: QemuSetup | str, files: dict[str, Path], clip: Path) -> dict[str, Any]:
+    if isinstance(qemu, str):
+        return {"measured": False, "reason": qemu}
+    info(f"counting aarch64 instructions under qemu ({qemu.target}, plugin {qemu.plugin})")
+    counts = arm.qemu_counts(qemu.qemu, qemu.plugin, qemu.infer, files, clip, QEMU_EXTRA_RUNS)
     teacher = counts.get(TEACHER)
     ratios = {
         m: {p: teacher[f"{p}_insns"] / r[f"{p}_insns"] for p in latency.PATHS}
         for m, r in counts.items()
         if teacher is not None and m != TEACHER
     }
-    return {
-        "measured": True,
-        "target": target,
-        "plugin": str(plugin),
-        "models": counts,
-        "teacher_over_model": ratios,
-    }
+    return {"measured": True, **qemu.describe(), "models": counts, "teacher_over_model": ratios}
+
+
+def _profile(c: dict[str, Any], inp: Inputs, qemu: QemuSetup | str, clip: Path) -> dict[str, Any]:
+    """Per op kind, the share of one model's x86 time and aarch64 instructions (bifsmn_cli/bench/profile.py)."""
+    if c["profile_runs"] == 0:
+        return {"measured": False, "reason": "bench.profile_runs is 0"}
+    model = c["profile"] or next((m for m in inp.models if m != TEACHER), inp.models[0])
+    path = inp.export_dir / inp.index["models"][model]["file"]
+    infer = inp.kernel_dir / "host" / "bifsmn-infer"
+    x86 = profile.host_profile(infer, path, clip, c["profile_runs"], c["warmup"])
+    out: dict[str, Any] = {"measured": True, "model": model, "x86": x86}
+    if isinstance(qemu, str):
+        out["aarch64"] = {"measured": False, "reason": qemu}
+    else:
+        info(f"counting aarch64 instructions per op kind of {model} under qemu")
+        kinds = list(x86["kinds"])
+        counts = profile.qemu_profile(qemu.qemu, qemu.plugin, qemu.infer, path, clip, kinds, QEMU_EXTRA_RUNS)
+        out["aarch64"] = {"measured": True, **qemu.describe(), **counts}
+    return out
 
 
 def _device(
@@ -340,6 +405,7 @@ def _storage(inp: Inputs, teacher: torch.nn.Module) -> dict[str, Any]:
         "state_dict_bytes": len(buffer.getvalue()),
         "fp32_weights_bytes": inp.complexity[TEACHER]["bytes"],
         "bfsm_bytes": teacher_bfsm,
+        "bfsm_fp_storage": inp.index["models"][TEACHER].get("fp_storage", "fp32"),  # the ratios' float32 base
     }
     onnx = inp.index.get("onnx") or {}
     if onnx.get("written"):
@@ -351,8 +417,10 @@ def _storage(inp: Inputs, teacher: torch.nn.Module) -> dict[str, Any]:
         size = inp.index["models"][m]["bytes"]
         variants[m] = {
             "bfsm_bytes": size,
+            "fp_storage": inp.index["models"][m].get("fp_storage", "fp32"),  # export.fp_storage's result
             "packed_estimate_bytes": inp.complexity[m]["bytes"],
             "teacher_bfsm_over_bfsm": teacher_bfsm / size,
+            "fp32_weights_over_bfsm": full["fp32_weights_bytes"] / size,
             "state_dict_over_bfsm": full["state_dict_bytes"] / size,
             "checkpoint_over_bfsm": full["checkpoint_bytes"] / size,
             "fp32_weights_over_packed_estimate": full["fp32_weights_bytes"] / inp.complexity[m]["bytes"],
@@ -377,26 +445,20 @@ def _complexity(inp: Inputs) -> dict[str, Any]:
 
 # ---- streaming keyword detection (bifsmn_cli/bench/streaming.py) ----
 def _streaming(
-    c: dict[str, Any], inp: Inputs, clip: Path, results: dict[str, Any], seed: int
+    c: dict[str, Any], inp: Inputs, qemu: QemuSetup | str, clip: Path, results: dict[str, Any], seed: int
 ) -> dict[str, Any]:
-    """After the latency and ARM sections: the clip loop's cost comes from the first, qemu's setup from the second."""
+    """After the latency section: the clip loop's cost comes from it; aarch64 counts use the same qemu setup."""
     if inp.stream_audio is None:
         return {"measured": False, "reason": "bench.streaming is false"}
     files = {m: inp.export_dir / inp.index["models"][m]["file"] for m in inp.models}
     e2e = {m: (report.engine_contender(results, m) or {}).get("e2e", {}).get("median_us") for m in inp.models}
-    q = results["arm"]["qemu"]
-    qemu = (
-        streaming.Qemu(
-            shutil.which("qemu-aarch64"),
-            Path(q["plugin"]),
-            inp.kernel_dir / q["target"] / "bifsmn-infer",
-            q["target"],
-        )
-        if q["measured"]
-        else streaming.Qemu(reason=q["reason"])
+    counting = (
+        streaming.Qemu(reason=qemu)
+        if isinstance(qemu, str)
+        else streaming.Qemu(qemu.qemu, qemu.plugin, qemu.infer, qemu.target)
     )
     s = streaming.Settings.from_config(c)
     host_infer = inp.kernel_dir / "host" / "bifsmn-infer"
     return streaming.measure(
-        inp.library, files, inp.stream_audio, s, seed, host_infer, clip, c["rounds"], e2e, qemu
+        inp.library, files, inp.stream_audio, s, seed, host_infer, clip, c["rounds"], e2e, counting
     )

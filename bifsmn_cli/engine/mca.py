@@ -1,10 +1,22 @@
-"""Static cycle estimates of the NEON micro-kernels with llvm-mca, read from compiled code.
+"""Static cycle estimates of the NEON kernels the network runs, with llvm-mca, read from compiled code.
 
-The measured loop is cut out of the compiled object (or the compiler's assembly): the innermost
-loop of a kernel's functions that holds its characteristic instruction (CNT for the binary GEMM,
-FMLA for the float GEMM). The figures therefore follow what the compiler and the inline assembly
-really emit, and a regression in either shows up here. llvm-mca simulates the loop body as a
-steady-state loop on each CPU model; the work per iteration is counted from the body itself.
+Each measured loop is cut out of the compiled object (or the compiler's assembly) by what marks it, so the
+figures follow what the compiler and the inline assembly really emit, and a regression in either shows up here:
+
+- `bfuse_gemm_kw<D>_<form>`: the fused binary GEMM of packed depth D words (bfuse_neon.c compiles one kernel per
+  depth, `gemm_1` .. `gemm_8`, and `gemm_any`) in the threshold form (the popcounts compared with integer
+  thresholds: outputs only binarised) or the float form (scale, shift, PReLU, residual, floats and sign bits),
+  told apart by the int-to-float conversion (SCVTF) of the float form. Where the compiler unrolled all of a
+  depth's 128-bit steps, the innermost loop is one group of the 4-row x 16-output tile: 4 rows x 4 outputs x
+  64 D bit-MACs, with the byte-count reduction and the output transform (scope "group"). Deeper kernels keep a
+  rolled loop over the steps, which both forms share: `bfuse_gemm_kw<D>_step` is that loop alone (EOR, CNT,
+  ADD: 128 bit-MACs per CNT; the reduction and the transform are outside it, so the figure is an upper bound).
+- `bfuse_dwconv_taps<T>`: the depthwise memory conv with T taps in registers (bifsmn_bdwconv_neon): one time
+  step of 16 channels, T XORs of sign bytes (T EORs) and the output transform: 16 T bit-MACs.
+- `sgemm`: the float GEMM loop (FMLA) of the full-precision layers: MACs per iteration from its FMLA lanes.
+
+llvm-mca simulates each loop body as a steady-state loop on each CPU model (the body's branches retargeted to its
+head); the work per iteration is counted as above.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bifsmn_cli.errors import UserError
 
@@ -29,24 +42,27 @@ OBJDUMP_NAMES = (
     "aarch64-linux-gnu-objdump",
 )
 BRANCHES = {"b", "cbz", "cbnz", "tbz", "tbnz"}
+CONDITIONAL = re.compile(r"b(?:eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al|nv)")
 ELF_MAGIC = b"\x7fELF"
 AR_MAGIC = b"!<arch>\n"
 
 
+GEMM_FUNCTION = re.compile(r"^gemm_(\d+|any)(?:\.\w+)*$")  # bfuse_neon.c's per-depth kernels
+DWCONV_FUNCTION = re.compile(r"^bifsmn_bdwconv_neon$")
+SGEMM_FUNCTION = re.compile(r"sgemm_neon")
+MAX_TAPS = 8  # bfuse_neon.c keeps up to 8 taps in registers
+
+
 @dataclass(frozen=True)
-class KernelSpec:
-    """Where a micro-kernel lives (function-name pattern), what marks its loop, and what one instruction of it is worth."""
+class Loop:
+    """One loop to simulate: where it is, what one iteration computes, in which unit."""
 
     name: str
     function: str
-    marker: str
-    unit: str  # "bit_macs" (one XOR+popcount of a bit pair) or "macs" (one float multiply-add)
-
-
-KERNELS = (
-    KernelSpec("bgemm", r"bgemm_neon", "cnt", "bit_macs"),
-    KernelSpec("sgemm", r"sgemm_neon", "fmla", "macs"),
-)
+    body: list[Insn]
+    unit: str  # "bit_macs" (one XOR + popcount of a bit pair) or "macs" (one float multiply-add)
+    work: int
+    meta: dict[str, Any]
 
 
 @dataclass
@@ -68,7 +84,8 @@ def find_tool(names: tuple[str, ...]) -> str | None:
 
 
 def _is_branch(mnemonic: str) -> bool:
-    return mnemonic in BRANCHES or mnemonic.startswith("b.")
+    """b, cbz/cbnz, tbz/tbnz and the conditional branches, written b.ne (LLVM, inline asm) or bne (GCC)."""
+    return mnemonic in BRANCHES or mnemonic.startswith("b.") or CONDITIONAL.fullmatch(mnemonic) is not None
 
 
 def _lane_work(operands: str, lanes_of_byte: bool) -> int:
@@ -79,13 +96,14 @@ def _lane_work(operands: str, lanes_of_byte: bool) -> int:
     return int(m.group(1)) * (8 if lanes_of_byte else 1)
 
 
-def loop_work(body: list[Insn], spec: KernelSpec) -> int:
-    """Bit-MACs (bits counted by CNT) or float MACs (FMLA lanes) of one loop iteration."""
-    return sum(
-        _lane_work(i.operands, lanes_of_byte=spec.unit == "bit_macs")
-        for i in body
-        if i.mnemonic == spec.marker
-    )
+def lanes(body: list[Insn], mnemonic: str, lanes_of_byte: bool = False) -> int:
+    """Elements `mnemonic` processes in one pass of `body` (bits when `lanes_of_byte`: CNT v.16b -> 128)."""
+    return sum(_lane_work(i.operands, lanes_of_byte) for i in body if i.mnemonic == mnemonic)
+
+
+def vector_count(body: list[Insn], mnemonic: str, arrangement: str = ".16b") -> int:
+    """How many `mnemonic` of the body work on vectors of `arrangement`."""
+    return sum(i.mnemonic == mnemonic and arrangement in i.operands for i in body)
 
 
 def _disassemble(path: Path) -> str:
@@ -169,17 +187,21 @@ def parse_asm(text: str) -> dict[str, list[Insn]]:
     return functions
 
 
-def innermost_loop(insns: list[Insn], marker: str) -> list[Insn] | None:
-    """Body (target..branch) of the innermost backward-branch loop containing `marker`; ties go to the most work."""
+def inner_loops(insns: list[Insn]) -> list[list[Insn]]:
+    """Bodies (target..branch) of the innermost backward-branch loops of a function."""
     loops = [(i.target, k) for k, i in enumerate(insns) if i.target is not None and i.target <= k]
     inner = [
         (s, e) for s, e in loops if not any((s2, e2) != (s, e) and s <= s2 and e2 <= e for s2, e2 in loops)
     ]
-    bodies = [insns[s : e + 1] for s, e in inner]
-    bodies = [b for b in bodies if any(i.mnemonic == marker for i in b)]
+    return [insns[s : e + 1] for s, e in inner]
+
+
+def innermost_loop(insns: list[Insn], marker: str) -> list[Insn] | None:
+    """The innermost loop holding the most `marker` instructions; ties go to the longest (the most complete)."""
+    bodies = [b for b in inner_loops(insns) if any(i.mnemonic == marker for i in b)]
     if not bodies:
         return None
-    return max(bodies, key=lambda b: sum(i.mnemonic == marker for i in b))
+    return max(bodies, key=lambda b: (sum(i.mnemonic == marker for i in b), len(b)))
 
 
 def loop_text(body: list[Insn]) -> str:
@@ -229,31 +251,81 @@ def load_functions(path: Path) -> dict[str, list[Insn]]:
     return parse_asm(path.read_text(errors="replace"))
 
 
+def gemm_loops(functions: dict[str, list[Insn]]) -> list[Loop]:
+    """Per packed depth, the fused GEMM's loops (see the module docstring): a group loop per form when the depth's
+    steps are unrolled, else the one step loop both forms share."""
+    out = []
+    for fname, insns in functions.items():
+        m = GEMM_FUNCTION.match(fname)
+        if m is None:
+            continue
+        depth = m.group(1)
+        bodies = [b for b in inner_loops(insns) if vector_count(b, "cnt")]
+        steps = (int(depth) + 1) // 2 if depth.isdigit() else None
+        groups = [b for b in bodies if vector_count(b, "cnt") == 16 * (steps or 0)]
+        for form in ("threshold", "float"):
+            mine = [b for b in groups if any(i.mnemonic == "scvtf" for i in b) == (form == "float")]
+            if mine:
+                body = max(mine, key=len)
+                meta = {"family": "bfuse_gemm", "depth_words": depth, "form": form, "scope": "group"}
+                out.append(
+                    Loop(f"bfuse_gemm_kw{depth}_{form}", fname, body, "bit_macs", 1024 * int(depth), meta)
+                )
+        if not groups and bodies:
+            body = max(bodies, key=lambda b: (vector_count(b, "cnt"), len(b)))
+            meta = {"family": "bfuse_gemm", "depth_words": depth, "form": "any", "scope": "step"}
+            work = lanes(body, "cnt", lanes_of_byte=True)
+            out.append(Loop(f"bfuse_gemm_kw{depth}_step", fname, body, "bit_macs", work, meta))
+    return out
+
+
+def dwconv_loops(functions: dict[str, list[Insn]]) -> list[Loop]:
+    """Per tap count up to MAX_TAPS, the depthwise conv's time-step loop: of the loops with the output transform
+    (SCVTF) and exactly that many EORs, the shortest (the interior steps; the border ones hold more code)."""
+    out = []
+    for fname, insns in functions.items():
+        if not DWCONV_FUNCTION.match(fname):
+            continue
+        bodies = [b for b in inner_loops(insns) if any(i.mnemonic == "scvtf" for i in b)]
+        for taps in range(1, MAX_TAPS + 1):
+            mine = [b for b in bodies if vector_count(b, "eor") == taps]
+            if mine:
+                body = min(mine, key=len)
+                meta = {"family": "bfuse_dwconv", "taps": taps, "scope": "time step"}
+                out.append(Loop(f"bfuse_dwconv_taps{taps}", fname, body, "bit_macs", 16 * taps, meta))
+    return out
+
+
+def sgemm_loops(functions: dict[str, list[Insn]]) -> list[Loop]:
+    """The float GEMM's loop: the innermost one with the most FMLAs over the sgemm_neon functions."""
+    found = [
+        (fname, body)
+        for fname, insns in functions.items()
+        if SGEMM_FUNCTION.search(fname) and (body := innermost_loop(insns, "fmla"))
+    ]
+    if not found:
+        return []
+    fname, body = max(found, key=lambda fb: lanes(fb[1], "fmla"))
+    return [Loop("sgemm", fname, body, "macs", lanes(body, "fmla"), {"family": "sgemm", "scope": "step"})]
+
+
 def estimate(
     obj_or_asm_path: str | Path, cpus: tuple[str, ...] = DEFAULT_CPUS, iterations: int = 1000
 ) -> dict:
-    """llvm-mca figures of every NEON micro-kernel found in an aarch64 object, archive or assembly file.
+    """llvm-mca figures of every NEON kernel loop found in an aarch64 object, archive or assembly file.
 
-    Returns {"source", "llvm_mca", "iterations", "kernels": {name: {"function", "instructions",
-    "<unit>_per_iteration", "loop", "cpus": {cpu: {"cycles_per_iteration", "ipc",
-    "block_rthroughput", "<unit>_per_cycle"}}}}} with unit "bit_macs" (bgemm) or "macs" (sgemm)."""
+    Returns {"source", "llvm_mca", "iterations", "kernels": {name: {"family", "function", "scope", ...,
+    "instructions", "<unit>_per_iteration", "loop", "cpus": {cpu: {"cycles_per_iteration", "ipc",
+    "block_rthroughput", "<unit>_per_cycle"}}}}}, unit "bit_macs" (bfuse) or "macs" (sgemm); names as in the
+    module docstring."""
     path = Path(obj_or_asm_path)
     tool = find_tool(MCA_NAMES)
     if tool is None:
         raise UserError("llvm-mca not found: install llvm-16 (apt install llvm-16) or put llvm-mca on PATH")
     functions = load_functions(path)
     kernels = {}
-    for spec in KERNELS:
-        found = [
-            (fname, body)
-            for fname, insns in functions.items()
-            if re.search(spec.function, fname) and (body := innermost_loop(insns, spec.marker))
-        ]
-        if not found:
-            continue
-        fname, body = max(found, key=lambda fb: loop_work(fb[1], spec))
-        work = loop_work(body, spec)
-        asm = loop_text(body)
+    for loop in [*gemm_loops(functions), *dwconv_loops(functions), *sgemm_loops(functions)]:
+        asm = loop_text(loop.body)
         per_cpu = {}
         for cpu in cpus:
             summary = run_mca(asm, cpu, iterations, tool)
@@ -262,18 +334,19 @@ def estimate(
                 "cycles_per_iteration": round(cycles, 3),
                 "ipc": round(summary["IPC"], 3),
                 "block_rthroughput": summary["BlockRThroughput"],
-                f"{spec.unit}_per_cycle": round(work / cycles, 2),
+                f"{loop.unit}_per_cycle": round(loop.work / cycles, 4),
             }
-        kernels[spec.name] = {
-            "function": fname,
-            "instructions": len(body),
-            f"{spec.unit}_per_iteration": work,
+        kernels[loop.name] = {
+            **loop.meta,
+            "function": loop.function,
+            "instructions": len(loop.body),
+            f"{loop.unit}_per_iteration": loop.work,
             "loop": asm.splitlines(),
             "cpus": per_cpu,
         }
     if not kernels:
-        names = ", ".join(s.function for s in KERNELS)
         raise UserError(
-            f"{path}: no NEON micro-kernel loop found (functions matching {names}); pass the aarch64 build"
+            f"{path}: no NEON kernel loop found (functions gemm_<depth>, bifsmn_bdwconv_neon, sgemm_neon); "
+            "pass the aarch64 build"
         )
     return {"source": str(path), "llvm_mca": mca_version(tool), "iterations": iterations, "kernels": kernels}

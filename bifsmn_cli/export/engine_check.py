@@ -14,22 +14,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from bifsmn_cli.engine.binding import Library
+from bifsmn_cli.engine.binding import Engine, Library
 
 
 def compare_with_pytorch(
     lib: Library,
-    path: Path,
+    model_file: Path | bytes,
     model: torch.nn.Module,
     features: np.ndarray,
     waves: np.ndarray,
     tolerance: float,
 ) -> dict[str, Any]:
-    """{clips, kernel, max_rel_err, top_agree, pcm_top_agree, mismatched_clips}: a clip is mismatched when its
-    top class differs or a logit differs by more than `tolerance` relative to its largest logit."""
+    """{clips, kernel, max_rel_err, top_agree, pcm_top_agree, mismatched_clips} of `model_file` (a .bfsm path or
+    its bytes) against `model`: a clip is mismatched when its top class differs or a logit differs by more than
+    `tolerance` relative to its largest logit."""
     with torch.no_grad():
         want = model(torch.from_numpy(features)).numpy()
-    with lib.load(path) as engine:
+    loaded = Engine.from_bytes(model_file, lib) if isinstance(model_file, bytes) else lib.load(model_file)
+    with loaded as engine:
         got = np.stack([engine.run_features(f) for f in features])
         pcm_top = np.array([engine.run_pcm(w).argmax() for w in waves])
         kernel = engine.kernel

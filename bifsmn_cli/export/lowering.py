@@ -18,6 +18,7 @@ from torch import nn
 from bifsmn_cli.audio.config import FrontEndConfig
 from bifsmn_cli.errors import UserError
 from bifsmn_cli.export.bfsm import OP_CONV2D, OP_DWCONV1D, OP_LINEAR, ModelRecord, Op, pack_signs, write_bfsm
+from bifsmn_cli.export.storage import quantize
 from bifsmn_cli.nn.dfsmn import variant_key
 
 
@@ -171,14 +172,27 @@ def build_record(
     return ModelRecord(binary, variant if binary else "fp", list(classes), list(blocks), frontend, ops)
 
 
-def export_student(
-    model: nn.Module, variant: str, classes: Sequence[str], frontend: FrontEndConfig, path: Path | str
-) -> dict[str, Any]:
-    """Write one width of a binary student (DFSMN with a binarizer) as .bfsm; returns {path, bytes, crc32, ops}."""
+def student_record(
+    model: nn.Module, variant: str, classes: Sequence[str], frontend: FrontEndConfig
+) -> ModelRecord:
+    """One width of a binary student (DFSMN with a binarizer) as a float32 record."""
     if getattr(model, "binarizer_name", None) is None:
         raise UserError("export_student: the model has no binarizer; export a teacher with export_teacher")
     with torch.no_grad():
-        return write_bfsm(build_record(model, variant, classes, frontend, binary=True), path)
+        return build_record(model, variant, classes, frontend, binary=True)
+
+
+def export_student(
+    model: nn.Module,
+    variant: str,
+    classes: Sequence[str],
+    frontend: FrontEndConfig,
+    path: Path | str,
+    storage: str = "fp32",
+) -> dict[str, Any]:
+    """Write one width of a binary student as .bfsm, its float arrays in `storage` (bifsmn_cli/export/storage.py);
+    returns {path, bytes, crc32, ops}."""
+    return write_bfsm(quantize(student_record(model, variant, classes, frontend), storage), path)
 
 
 def export_teacher(

@@ -80,6 +80,9 @@ def _model_seeds(dest: Path) -> list[Path]:
     for variant in ("1x", "0.5x"):
         paths.append(dest / f"student-{variant}.bfsm")
         export_student(student, variant, SEED_CLASSES, SEED_FRONTEND, paths[-1])
+    for storage in ("fp16", "int8"):  # .bfsm version 2's smaller float storages
+        paths.append(dest / f"student-1x-{storage}.bfsm")
+        export_student(student, "1x", SEED_CLASSES, SEED_FRONTEND, paths[-1], storage=storage)
     paths.append(dest / "teacher.bfsm")
     export_teacher(DFSMN(cfg).eval(), SEED_CLASSES, SEED_FRONTEND, paths[-1])
     return paths

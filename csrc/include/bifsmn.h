@@ -15,7 +15,10 @@
 extern "C" {
 #endif
 
-#define BIFSMN_FORMAT_VERSION 1
+/* The newest .bfsm version this engine reads (and the exporter writes); version 1 (every array float32, csrc/FORMAT.md)
+   is read too. */
+#define BIFSMN_FORMAT_VERSION 2
+#define BIFSMN_FORMAT_VERSION_MIN 1
 
 #if defined(_WIN32)
 #define BIFSMN_API

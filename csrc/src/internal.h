@@ -16,6 +16,14 @@
 #define BIFSMN_ACT_PRELU 1
 #define BIFSMN_NO_SLOT 0xff
 
+/* .bfsm version 2 storage codes of an op's arrays (op header bytes 6 and 7; FORMAT.md "Storage") */
+#define BIFSMN_STORE_F32 0
+#define BIFSMN_STORE_F16 1
+#define BIFSMN_STORE_I8 2 /* weight matrices only: a float32 scale per output row, then int8 values */
+
+/* IEEE binary16 -> binary32, exact for every value (NaN payloads kept); the loader's fp16 storage. */
+float bifsmn_half_to_float(uint16_t h);
+
 /* One layer record, with the GEMM view every op type reduces to: M rows (time steps or conv output
    positions), K reduction depth, N outputs per row. Tensors are (time, height, channels), channels fastest. */
 typedef struct {

@@ -96,17 +96,43 @@ static int read_string(errsink *e, cursor *c, char **out, const char *what)
     return BIFSMN_OK;
 }
 
-/* Copies n little-endian floats into a fresh aligned buffer. */
-static int read_floats(errsink *e, cursor *c, size_t n, float **out, int op_index, const char *what)
+float bifsmn_half_to_float(uint16_t h)
 {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    if (exp == 0) { /* zero or subnormal: man x 2^-24, exact in binary32 */
+        const float v = (float)man * 0x1p-24f;
+        return sign ? -v : v;
+    }
+    /* normal: rebias the exponent (15 -> 127); infinity and NaN keep the all-ones exponent */
+    return f32_of(sign | (exp == 0x1f ? 0xffu << 23 : (exp + 112u) << 23) | man << 13);
+}
+
+/* Copies n values of one array into a fresh aligned float buffer: little-endian float32 (BIFSMN_STORE_F32), binary16
+   (F16), or, for a weight matrix of `rows` rows, a float32 scale per row then int8 values, each scale * value (I8). */
+static int read_floats(errsink *e, cursor *c, size_t n, int storage, size_t rows, float **out, int op_index,
+                       const char *what)
+{
+    const size_t bytes = storage == BIFSMN_STORE_F32 ? 4 * n : storage == BIFSMN_STORE_F16 ? 2 * n : 4 * rows + n;
     const uint8_t *b;
-    if (!take(c, 4 * n, &b))
+    if (!take(c, bytes, &b))
         return fail(e, BIFSMN_ERR_FORMAT, "op %d: body too short for its %s", op_index, what);
     *out = bifsmn_alloc(4 * n);
     if (!*out)
         return fail(e, BIFSMN_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        (*out)[i] = f32_of(le32(b + 4 * i));
+    if (storage == BIFSMN_STORE_F32) {
+        for (size_t i = 0; i < n; i++)
+            (*out)[i] = f32_of(le32(b + 4 * i));
+    } else if (storage == BIFSMN_STORE_F16) {
+        for (size_t i = 0; i < n; i++)
+            (*out)[i] = bifsmn_half_to_float((uint16_t)(b[2 * i] | b[2 * i + 1] << 8));
+    } else {
+        const size_t cols = n / rows;
+        for (size_t r = 0; r < rows; r++) {
+            const float scale = f32_of(le32(b + 4 * r));
+            for (size_t j = 0; j < cols; j++)
+                (*out)[r * cols + j] = scale * (float)(int8_t)b[4 * rows + r * cols + j];
+        }
+    }
     return BIFSMN_OK;
 }
 
@@ -207,8 +233,9 @@ static int op_geometry(errsink *e, bifsmn_op *op, int i, const uint32_t *d, cons
     return BIFSMN_OK;
 }
 
-/* Weights, affine and slopes of one op; `body` must be consumed exactly. */
-static int op_params(errsink *e, bifsmn_op *op, int i, cursor *body)
+/* Weights, affine and slopes of one op, stored as `ws` (the weights of a full-precision op) and `vs` (the per-output
+   vectors); `body` must be consumed exactly. */
+static int op_params(errsink *e, bifsmn_op *op, int i, cursor *body, int ws, int vs)
 {
     int rc;
     const size_t N = (size_t)op->N;
@@ -220,14 +247,15 @@ static int op_params(errsink *e, bifsmn_op *op, int i, cursor *body)
             op->kwords = (op->K + 63) / 64;
             rc = read_bits(e, body, N, (size_t)op->kwords, (size_t)op->K, &op->wb, i);
         }
-        if (rc != BIFSMN_OK || (rc = read_floats(e, body, N, &op->a, i, "scales")) != BIFSMN_OK)
+        if (rc != BIFSMN_OK || (rc = read_floats(e, body, N, vs, 1, &op->a, i, "scales")) != BIFSMN_OK)
             return rc;
-    } else if ((rc = read_floats(e, body, N * (size_t)op->K, &op->wf, i, "weights")) != BIFSMN_OK) {
+    } else if ((rc = read_floats(e, body, N * (size_t)op->K, ws, N, &op->wf, i, "weights")) != BIFSMN_OK) {
         return rc;
     }
-    if ((rc = read_floats(e, body, N, &op->b, i, op->binary ? "shifts" : "biases")) != BIFSMN_OK)
+    if ((rc = read_floats(e, body, N, vs, 1, &op->b, i, op->binary ? "shifts" : "biases")) != BIFSMN_OK)
         return rc;
-    if (op->act == BIFSMN_ACT_PRELU && (rc = read_floats(e, body, N, &op->slope, i, "PReLU slopes")) != BIFSMN_OK)
+    if (op->act == BIFSMN_ACT_PRELU &&
+        (rc = read_floats(e, body, N, vs, 1, &op->slope, i, "PReLU slopes")) != BIFSMN_OK)
         return rc;
     if (body->pos != body->n)
         return fail(e, BIFSMN_ERR_FORMAT, "op %d: body has %zu bytes left over after its fields", i,
@@ -235,7 +263,7 @@ static int op_params(errsink *e, bifsmn_op *op, int i, cursor *body)
     return BIFSMN_OK;
 }
 
-static int parse_op(errsink *e, bifsmn_model *m, cursor *c, int i, slot_state *slots)
+static int parse_op(errsink *e, bifsmn_model *m, cursor *c, int i, slot_state *slots, unsigned version)
 {
     bifsmn_op *op = &m->ops[i];
     const uint8_t *h;
@@ -250,8 +278,16 @@ static int parse_op(errsink *e, bifsmn_model *m, cursor *c, int i, slot_state *s
     static const int ndims[] = {0, 10, 2, 4};
     if (type < BIFSMN_OP_CONV2D || type > BIFSMN_OP_DWCONV1D)
         return fail(e, BIFSMN_ERR_FORMAT, "op %d: unknown type %d", i, type);
-    if ((flags & ~3) || (op->flatten && type != BIFSMN_OP_LINEAR) || h[6] || h[7])
+    if ((flags & ~3) || (op->flatten && type != BIFSMN_OP_LINEAR) || (version < 2 && (h[6] || h[7])))
         return fail(e, BIFSMN_ERR_FORMAT, "op %d: invalid flags 0x%02x or non-zero reserved bytes", i, flags);
+    const int ws = h[6], vs = h[7]; /* version 2: the storage of the weights and of the per-output vectors */
+    if (ws > BIFSMN_STORE_I8)
+        return fail(e, BIFSMN_ERR_FORMAT, "op %d: unknown storage %d of its weights", i, ws);
+    if (vs > BIFSMN_STORE_F16)
+        return fail(e, BIFSMN_ERR_FORMAT, "op %d: unknown storage %d of its vectors", i, vs);
+    if (op->binary && ws != BIFSMN_STORE_F32)
+        return fail(e, BIFSMN_ERR_FORMAT, "op %d: storage %d for weights, but a binary op stores its weights as bits",
+                    i, ws);
     if (op->act != BIFSMN_ACT_NONE && op->act != BIFSMN_ACT_PRELU)
         return fail(e, BIFSMN_ERR_FORMAT, "op %d: unknown activation %d", i, op->act);
     if (op->binary && !m->binary_model)
@@ -281,7 +317,7 @@ static int parse_op(errsink *e, bifsmn_model *m, cursor *c, int i, slot_state *s
             return fail(e, BIFSMN_ERR_FORMAT, "op %d: residual slot %d does not hold its output shape (%d, %d, %d)", i,
                         op->res_slot, op->out_shape[0], op->out_shape[1], op->out_shape[2]);
     }
-    if ((rc = op_params(e, op, i, &body)) != BIFSMN_OK)
+    if ((rc = op_params(e, op, i, &body, ws, vs)) != BIFSMN_OK)
         return rc;
     slots[op->out_slot].defined = 1;
     memcpy(slots[op->out_slot].shape, op->out_shape, sizeof op->out_shape);
@@ -339,7 +375,7 @@ static int allocate_buffers(errsink *e, bifsmn_model *m)
 enum { H_KIND, H_CLASSES, H_OPS, H_SLOTS, H_RATE, H_SAMPLES, H_NFFT, H_WIN, H_HOP, H_MELS, H_FRAMES, H_FMIN,
        H_FMAX, H_FLAGS, H_TOP_DB, H_PCM_SCALE, H_COUNT };
 
-static int parse_payload(errsink *e, bifsmn_model *m, cursor *c, bifsmn_impl kernel)
+static int parse_payload(errsink *e, bifsmn_model *m, cursor *c, bifsmn_impl kernel, unsigned version)
 {
     uint32_t h[H_COUNT];
     int rc;
@@ -415,7 +451,7 @@ static int parse_payload(errsink *e, bifsmn_model *m, cursor *c, bifsmn_impl ker
     slot_state slots[BIFSMN_MAX_SLOTS] = {{0}};
     slots[0] = (slot_state){1, {m->n_frames, m->n_mels, 1}};
     for (int i = 0; i < m->num_ops; i++)
-        if ((rc = parse_op(e, m, c, i, slots)) != BIFSMN_OK)
+        if ((rc = parse_op(e, m, c, i, slots, version)) != BIFSMN_OK)
             return rc;
     if (c->pos != c->n)
         return fail(e, BIFSMN_ERR_FORMAT, "%zu unread bytes after the last op", c->n - c->pos);
@@ -448,9 +484,9 @@ int bifsmn_load_memory(const void *data, size_t size, bifsmn_impl kernel, bifsmn
         return fail(&e, BIFSMN_ERR_TRUNCATED, "file of %zu bytes is shorter than the %d-byte header", size,
                     HEADER_SIZE);
     const unsigned version = (unsigned)b[4] | (unsigned)b[5] << 8, header_size = (unsigned)b[6] | (unsigned)b[7] << 8;
-    if (version != BIFSMN_FORMAT_VERSION)
-        return fail(&e, BIFSMN_ERR_VERSION, "format version %u; this engine reads version %d", version,
-                    BIFSMN_FORMAT_VERSION);
+    if (version < BIFSMN_FORMAT_VERSION_MIN || version > BIFSMN_FORMAT_VERSION)
+        return fail(&e, BIFSMN_ERR_VERSION, "format version %u; this engine reads versions %d to %d", version,
+                    BIFSMN_FORMAT_VERSION_MIN, BIFSMN_FORMAT_VERSION);
     if (header_size != HEADER_SIZE)
         return fail(&e, BIFSMN_ERR_FORMAT, "header size %u, expected %d", header_size, HEADER_SIZE);
     const uint32_t payload = le32(b + 8), crc = le32(b + 12);
@@ -466,7 +502,7 @@ int bifsmn_load_memory(const void *data, size_t size, bifsmn_impl kernel, bifsmn
     if (!m)
         return fail(&e, BIFSMN_ERR_NOMEM, "out of memory");
     cursor c = {b + HEADER_SIZE, payload, 0};
-    const int rc = parse_payload(&e, m, &c, kernel);
+    const int rc = parse_payload(&e, m, &c, kernel, version);
     if (rc != BIFSMN_OK) {
         bifsmn_free(m);
         return rc;

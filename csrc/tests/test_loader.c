@@ -181,7 +181,9 @@ static void test_errors(const buf *good, const layout *L)
     } while (0)
 
     EXPECT(BIFSMN_ERR_MAGIC, "magic", b.p[0] = 'X');
-    EXPECT(BIFSMN_ERR_VERSION, "version 2", b.p[4] = 2);
+    EXPECT(BIFSMN_ERR_VERSION, "versions 1 to 2", b.p[4] = 3);
+    EXPECT(BIFSMN_ERR_VERSION, "format version 0", b.p[4] = 0);
+    EXPECT(BIFSMN_ERR_FORMAT, "non-zero reserved bytes", b.p[L->op[0] + 6] = 1; finish(&b)); /* storage: v2 only */
     EXPECT(BIFSMN_ERR_FORMAT, "header size", b.p[6] = 20);
     EXPECT(BIFSMN_ERR_FORMAT, "trailing", b.p[b.n++] = 0);
     EXPECT(BIFSMN_ERR_TRUNCATED, "payload", b.p[11] = 0x7f);
@@ -198,6 +200,90 @@ static void test_errors(const buf *good, const layout *L)
     EXPECT(BIFSMN_ERR_FORMAT, "too short", b.p[L->op[4] + 16] = 4; finish(&b));
     EXPECT(BIFSMN_ERR_FORMAT, "op count", b.p[16 + 8] = 0xff; b.p[16 + 9] = 0xff; finish(&b));
     free(b.p);
+}
+
+/* Every binary16 value against its definition, (-1)^s x 2^(e - 15) x 1.m (e = 0: 2^-14 x 0.m), infinities, NaNs. */
+static void test_half(void)
+{
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        const int e = (h >> 10) & 31, man = h & 1023;
+        const double mag = e == 0 ? ldexp(man, -24) : ldexp(1024 + man, e - 25);
+        const double want = (h & 0x8000) ? -mag : mag;
+        const float got = bifsmn_half_to_float((uint16_t)h);
+        if (e == 31)
+            bad += man ? !isnan(got) : !(isinf(got) && (got < 0) == ((h & 0x8000) != 0));
+        else
+            bad += (double)got != want || (signbit(got) != 0) != ((h & 0x8000) != 0);
+    }
+    CHECK(bad == 0, "%d binary16 values decoded wrongly", bad);
+}
+
+/* Version 2 storage: a model with its fp weights in int8 (a scale per row) or fp16 and its vectors in fp16 loads
+   the very values a version 1 file of float32 holds (the same draws), so every output is identical; the storage
+   codes are checked. */
+static void test_storage(void)
+{
+    const storage kinds[] = {{BIFSMN_STORE_I8, BIFSMN_STORE_F16, 0}, {BIFSMN_STORE_F16, BIFSMN_STORE_F16, 0},
+                             {BIFSMN_STORE_F16, BIFSMN_STORE_F32, 0}, {BIFSMN_STORE_F32, BIFSMN_STORE_F32, 0}};
+    char msg[256];
+    for (int k = 0; k < 4; k++) {
+        layout L, L1;
+        storage mirror = kinds[k];
+        mirror.mirror = 1;
+        seed = 99;
+        buf v2 = build_model_stored(&L, &kinds[k]);
+        seed = 99;
+        buf v1 = build_model_stored(&L1, &mirror);
+        CHECK(v2.p[4] == 2 && v1.p[4] == 1, "versions");
+        if (kinds[k].ws == BIFSMN_STORE_I8)
+            CHECK(v2.n < v1.n, "int8 weights are smaller (%zu vs %zu bytes)", v2.n, v1.n);
+        bifsmn_model *a = NULL, *b = NULL;
+        CHECK(load(&v2, &a, msg) == BIFSMN_OK, "storage %d/%d rejected: %s", kinds[k].ws, kinds[k].vs, msg);
+        CHECK(load(&v1, &b, msg) == BIFSMN_OK, "mirror rejected: %s", msg);
+        if (a && b) {
+            int same = 1;
+            for (int i = 0; i < 5; i++) {
+                const bifsmn_op *x = &a->ops[i], *y = &b->ops[i];
+                const size_t n = (size_t)x->N;
+                same &= !x->wf || memcmp(x->wf, y->wf, 4 * n * (size_t)x->K) == 0;
+                same &= memcmp(x->b, y->b, 4 * n) == 0 && (!x->a || memcmp(x->a, y->a, 4 * n) == 0);
+                same &= !x->slope || memcmp(x->slope, y->slope, 4 * n) == 0;
+            }
+            CHECK(same, "storage %d/%d: loaded values differ from the float32 file's", kinds[k].ws, kinds[k].vs);
+            float feats[32 * 32], sa[3], sb[3];
+            for (int i = 0; i < 32 * 32; i++)
+                feats[i] = 40.0f * rng_float(&seed);
+            CHECK(bifsmn_run_features(a, feats, 1024, sa, 3) == BIFSMN_OK &&
+                      bifsmn_run_features(b, feats, 1024, sb, 3) == BIFSMN_OK && memcmp(sa, sb, sizeof sa) == 0,
+                  "storage %d/%d: scores differ", kinds[k].ws, kinds[k].vs);
+        }
+        bifsmn_free(a);
+        bifsmn_free(b);
+        if (k == 0) { /* the codes */
+            bifsmn_model *m = NULL;
+            const struct {
+                size_t at;
+                uint8_t value;
+                const char *needle;
+            } bad[] = {{L.op[0] + 6, 3, "unknown storage 3 of its weights"},
+                       {L.op[0] + 7, 2, "unknown storage 2 of its vectors"},
+                       {L.op[1] + 6, 1, "binary op stores its weights as bits"},
+                       {L.op[0] + 6, 1, "too short"}, /* f16 is 2 bytes a weight, the body sized for int8 */
+                       {L.op[4] + 7, 0, "too short"}};
+            for (int i = 0; i < 5; i++) {
+                buf c = {0};
+                put(&c, v2.p, v2.n);
+                c.p[bad[i].at] = bad[i].value;
+                finish(&c);
+                const int rc = load(&c, &m, msg);
+                CHECK(rc == BIFSMN_ERR_FORMAT && strstr(msg, bad[i].needle), "code case %d: %d '%s'", i, rc, msg);
+                free(c.p);
+            }
+        }
+        free(v1.p);
+        free(v2.p);
+    }
 }
 
 static buf wav_file(unsigned tag, unsigned channels, unsigned rate, unsigned bits_per, uint32_t data_bytes)
@@ -253,6 +339,8 @@ int main(void)
     buf good = build_model(&L);
     test_valid(&good);
     test_errors(&good, &L);
+    test_half();
+    test_storage();
     test_wav();
     free(good.p);
     return check_report("test_loader");
