@@ -18,7 +18,7 @@ from bifsmn_cli.reproduce import tables
 from bifsmn_cli.reproduce.plan import METHOD, ROWS, TABLE1, TABLE2, TABLE3
 
 REPO = Path(__file__).resolve().parents[1]
-NUMERIC = ("accuracy", "balanced", "params", "flops", "bytes", "latency", "speedup")
+NUMERIC = ("accuracy", "balanced", "drop", "params", "flops", "bytes", "latency", "speedup")
 
 
 def _differences(a: str, b: str) -> dict[str, tuple]:
@@ -92,6 +92,8 @@ def test_tables_from_artifacts_show_latency_and_confounds(tmp_path):
     t1 = json.loads((tmp_path / "table1.json").read_text())
     assert not any("confound" in n for n in t1["notes"])
     assert t1["recipe"]["distill.lr"] == 0.002 and t1["split"] == "validation"
+    drops = {r["row"]: r["cells"]["drop"] for r in t1["rows"]}
+    assert drops["teacher"] == "" and drops["vanilla"] == "-1.00"  # fake scores: teacher 50 %, every 1x 51 %
     assert [r["row"] for r in t1["rows"]] == ["teacher", *TABLE1]
     md = (tmp_path / "table1.md").read_text()
     assert "- command: `bifsmn reproduce`" in md and "distill.lr=0.002" in md
@@ -157,9 +159,15 @@ def test_reproduce_sh_end_to_end_on_a_tiny_corpus(tmp_path):
         assert not any("confound" in n for n in table["notes"])
         assert table["recipe"]["distill.epochs"] == 1 and table["split"] == "testing"
         for r in table["rows"]:
+            untimed = ("latency", "speedup") + (("drop",) if r["row"] == "teacher" else ())
             for key in NUMERIC:
-                if key in r["cells"] and key not in ("latency", "speedup"):
-                    assert re.fullmatch(r"[\d,.]+", r["cells"][key]), (number, r["row"], key, r["cells"][key])
+                if key in r["cells"] and key not in untimed:
+                    assert re.fullmatch(r"-?[\d,.]+x?", r["cells"][key]), (
+                        number,
+                        r["row"],
+                        key,
+                        r["cells"][key],
+                    )
         md = (root / f"table{number}.md").read_text()
         assert md.count("\n| ") == len(rows) + 1  # the header and one line per row
     t1 = json.loads((root / "table1.json").read_text())

@@ -24,10 +24,12 @@ from bifsmn_cli.fsutil import atomic_write_text
 SHARED_STAGES = ("download", "featurize", "train-teacher", "build-kernel")
 THIN_VARIANTS = ["1x", "0.5x", "0.25x"]
 
-# Budgets: overrides applied to every row alike. `quick` keeps the pipeline's own recipe with fewer distill
-# epochs (sized for about 2 hours of sc_real_10 on 2 cores: ~50 s per 1x epoch and ~85 s per three-variant
-# epoch there, measured in earlier sc_real_10 runs); `full` is the paper's recipe (BiFSMN, IJCAI 2022, Sec. 4:
-# SGD, momentum 0.9, cosine, weight decay 1e-4, batch 96, 300 epochs; lr 0.05 for the teacher, 0.005 distilled).
+# Budgets: overrides applied to every row alike. `quick` keeps the pipeline's own recipe with 30 teacher and 6
+# distill epochs, sized for about 2 hours of sc_real_10 on 2 cores: its three-variant distill epochs took 75-96 s
+# in earlier runs here (their manifests), a 1x-only epoch is estimated at ~50 s and a teacher epoch took ~35 s,
+# so 11 1x rows, 3 three-variant rows, the teachers, featurize and the engine build come to ~110 minutes.
+# `full` is the paper's recipe (BiFSMN, IJCAI 2022, Sec. 4, as in pipelines/speech_commands_v1_12.yaml: SGD,
+# momentum 0.9, cosine, weight decay 1e-4, batch 96, 300 epochs; lr 0.05 for the teacher, 0.005 distilled).
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"train_teacher.epochs": 30, "distill.epochs": 6},
     "full": {

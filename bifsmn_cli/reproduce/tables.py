@@ -104,33 +104,25 @@ def _changes(previous: RowResult | None, row: RowResult) -> str:
     if previous is None or not previous.config or not row.config:
         return ""
     a, b = _flatten(previous.config), _flatten(row.config)
-    return ", ".join(f"{k}={b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+    return ", ".join(f"{k}={format_value(b.get(k))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
 
 
 def _method_cells(name: str) -> dict[str, Any]:
     s = ROWS[name].settings
-    return {
-        "binarizer": s["binarizer"],
-        "variants": " ".join(s["variants"]),
-        "kd_weight": s["kd_weight"],
-        "hed_select": s["hed_select"],
-        "init_from_teacher": s["init_from_teacher"],
-    }
+    cells = {k: format_value(s[k]) for k in ("binarizer", "kd_weight", "hed_select", "init_from_teacher")}
+    return {**cells, "variants": " ".join(s["variants"])}
 
 
 def _markdown(table: dict[str, Any]) -> str:
     cols = table["columns"]
     lines = [f"# {table['title']}", ""]
-    for key, label in (
-        ("command", "command"),
-        ("date", "date"),
-        ("machine", "machine"),
-        ("versions", "versions"),
-    ):
-        value = table[key]
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
-        lines.append(f"- {label}: `{value}`" if key == "command" else f"- {label}: {value}")
+    versions = ", ".join(f"{k} {v}" for k, v in table["versions"].items())
+    lines += [
+        f"- command: `{table['command']}`",
+        f"- date: {table['date']}",
+        f"- machine: {table['machine']}",
+    ]
+    lines.append(f"- versions: {versions}")
     lines.append(f"- budget: {table['budget']}; accuracy on the {table['split']} split")
     shared = ", ".join(f"{k}={format_value(v)}" for k, v in table["recipe"].items())
     lines += [f"- the same in every row: {shared}" if shared else "- recipe: no row has run yet", ""]
@@ -145,7 +137,7 @@ def _markdown(table: dict[str, Any]) -> str:
 
 def _paper_drop(name: str) -> str:
     """The paper's headline accuracy claim, on the full method's 1x row only."""
-    return f"< {PAPER['accuracy_drop_below_pct']:g} below FP (V1-12)" if name == "hed_tba" else "-"
+    return f"drop < {PAPER['accuracy_drop_below_pct']:g} (V1-12)" if name == "hed_tba" else "-"
 
 
 def table1(
@@ -161,6 +153,7 @@ def table1(
         ("changed", "changed from the row above (manifests)"),
         ("accuracy", f"1x accuracy % ({split})"),
         ("balanced", "1x val balanced %"),
+        ("drop", "drop vs FP (points)"),
         ("paper", "paper"),
     ]
     rows, previous = [], None
@@ -170,7 +163,7 @@ def table1(
         res = results[name]
         cells = {"method": ROWS[name].label, **_method_cells(name), "changed": _changes(previous, res)}
         cells["paper"] = _paper_drop(name)
-        rows.append(_score_row(ROWS[name].label, name, res.variants.get("1x"), split, cells))
+        rows.append(_score_row(ROWS[name].label, name, res.variants.get("1x"), split, cells, teacher))
         previous = res
     notes = [
         "Each row changes one thing from the row above: logit distillation (KL, kd_weight, temperature "
@@ -183,10 +176,16 @@ def table1(
     return cols, rows, notes
 
 
-def _score_row(label: str, name: str, score: dict | None, split: str, cells: dict) -> dict[str, Any]:
+def _score_row(
+    label: str, name: str, score: dict | None, split: str, cells: dict, teacher: dict | None = None
+) -> dict[str, Any]:
+    """A table row of one model's scores; with `teacher`, its accuracy drop from the teacher in points."""
     acc = _accuracy(score, split)
     balanced = None if score is None else score.get("val_balanced_accuracy")
     cells = {"method": label, **cells, "accuracy": _pct(acc), "balanced": _pct(balanced)}
+    if teacher is not None or name == TEACHER:
+        base = _accuracy(teacher, split)
+        cells["drop"] = "" if name == TEACHER else (_pct(base - acc) if None not in (acc, base) else NOT_RUN)
     return {"row": name, "accuracy": acc, "val_balanced_accuracy": balanced, "cells": cells}
 
 
@@ -201,6 +200,7 @@ def table2(
         ("exportable", "runs in the engine"),
         ("accuracy", f"1x accuracy % ({split})"),
         ("balanced", "1x val balanced %"),
+        ("drop", "drop vs FP (points)"),
         ("paper", "paper"),
     ]
     teacher = next((r.variants.get(TEACHER) for r in results.values() if r.done), None)
@@ -208,7 +208,7 @@ def table2(
     for label, name in TABLE2.items():
         b = ROWS[name].settings["binarizer"]
         cells = {"binarizer": b, "exportable": "yes" if BINARIZERS[b].exportable else "no", "paper": "-"}
-        rows.append(_score_row(label, name, results[name].variants.get("1x"), split, cells))
+        rows.append(_score_row(label, name, results[name].variants.get("1x"), split, cells, teacher))
     full = _accuracy(results["hed_tba"].variants.get("1x"), split)
     notes = [
         "Every binarizer with the same recipe: the plain D-FSMN at 1x, no distillation (kd_weight 0, "
