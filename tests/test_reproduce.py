@@ -175,6 +175,9 @@ def test_reproduce_sh_end_to_end_on_a_tiny_corpus(tmp_path):
     assert changed[0] == "distill.kd_weight=1.0" and changed[3].startswith("distill.variants=")
     assert ROWS["small_hed_tba"].own_teacher and (root / "rows" / "small_hed_tba" / "train-teacher").is_dir()
     assert not (root / "rows" / "small_hed_tba" / "train-teacher").is_symlink()
+    args = (root / "rows" / "hed_tba" / "row.args").read_text().splitlines()
+    assert "--set distill.variants=[1x,0.5x,0.25x]" in args and "--set distill.kd_weight=1.0" in args
+    assert args.index("--set distill.epochs=1") < args.index(f"--set workspace={root / 'rows' / 'hed_tba'}")
 
     # resuming: a finished row is skipped; a row whose thin output was lost reruns that stage only
     manifests = sorted(root.glob("rows/*/*/manifest.json"))

@@ -44,7 +44,7 @@ def reproduce_cmd(
     )
     runner.run_stages(schema.load(config, shared), stages, skip_up_to_date=True)
     failed = []
-    for p in plan.prepare(root, latency):
+    for p in plan.prepare(root, latency, common):
         info(f"[bold]== {p.row.name}[/bold]: {p.row.label} -> {p.workspace}")
         try:
             pipeline = schema.load(config, [*common, *p.overrides])

@@ -152,7 +152,9 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
+        return (
+            "[" + ",".join(format_value(v) for v in value) + "]"
+        )  # no space: `$(cat row.args)` keeps it whole
     return str(value)
 
 
@@ -194,9 +196,10 @@ class Planned:
     last: str
 
 
-def prepare(root: Path, latency: bool) -> list[Planned]:
-    """Make each row's workspace (links to the shared stages; `row.args`, its `--set` arguments, so one row can
-    be rerun by hand) and return the rows in table order."""
+def prepare(root: Path, latency: bool, common: list[str]) -> list[Planned]:
+    """Make each row's workspace (links to the shared stages; `row.args`: `common`, the budget's and the user's
+    overrides, then the row's, as `--set` arguments, so one row can be rerun by hand with `bifsmn run -c
+    PIPELINE $(cat row.args)`) and return the rows in table order."""
     plan = []
     for row in ROWS.values():
         ws = root / "rows" / row.name
@@ -211,7 +214,7 @@ def prepare(root: Path, latency: bool) -> list[Planned]:
                 raise UserError(f"{link}: expected a link to {target}; remove it and rerun")
             link.symlink_to(target, target_is_directory=True)
         overrides = [f"workspace={ws}", *set_args(row.overrides())]
-        atomic_write_text(ws / "row.args", "".join(f"--set {o}\n" for o in overrides))
+        atomic_write_text(ws / "row.args", "".join(f"--set {o}\n" for o in [*common, *overrides]))
         first = "train-teacher" if row.own_teacher else "distill"
         last = "bench" if row.latency and latency else "thin"
         plan.append(Planned(row, ws, overrides, first, last))
