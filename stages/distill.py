@@ -20,7 +20,11 @@ SPEC = StageSpec(
         "binarizer": Str("bifsmn", "binarization method", choices=BINARIZER_NAMES),
         "variants": List("str", ["1x", "0.5x", "0.25x"], "thin variants trained jointly (TBA)"),
         "init_from_teacher": Bool(True, "start the latent weights from the teacher's"),
-        "hed_select": Str("high", "HED: which part of the teacher is enhanced", choices=HED_SELECTS),
+        "hed_select": Str(
+            "high",
+            "HED: which part of the teacher is enhanced; fid: BiFSMNv2's frequency-independent distillation",
+            choices=HED_SELECTS,
+        ),
         "hed_alpha": Float(0.01, "HED loss weight", min=0),
         "hed_wavelet": Str("haar", "HED: any pywavelets discrete wavelet"),
         "hed_mode": Str("zero", "HED: signal extension of the DWT", choices=HED_MODES),

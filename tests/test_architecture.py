@@ -139,7 +139,7 @@ def test_the_library_imports_neither_stages_nor_the_commands(graph):
 
 
 def test_only_the_commands_import_stages(graph):
-    assert stages_importers(graph) == {"bifsmn_cli.commands.pipeline"}
+    assert stages_importers(graph) == {"bifsmn_cli.commands.pipeline", "bifsmn_cli.commands.reproduce"}
 
 
 def test_no_module_imports_a_stage_module(graph):

@@ -46,6 +46,10 @@ def test_sign_of_zero_and_nan_is_plus_one():
     assert sign(x).tolist() == want
     for name in SIGN_BASED + ("lpb",):
         b = make_binarizer(name, 7, -1)
+        if name == "lpb":  # at threshold 0 and shift 0, LPB is the plain sign
+            with torch.no_grad():
+                b.threshold.zero_()
+                b.shift.zero_()
         assert b.quantize_input(x.view(1, 7)).flatten().tolist() == want, name
 
 
@@ -66,7 +70,8 @@ def test_input_forward_values():
     lpb = make_binarizer("lpb", 5, -1)
     with torch.no_grad():
         lpb.threshold.fill_(0.5)
-    assert lpb.quantize_input(x).tolist() == [[-1.0, -1.0, -1.0, -1.0, 1.0]]
+        lpb.shift.copy_(torch.tensor([0.0, 0.25, 0.0, 0.0, -0.5]))
+    assert lpb.quantize_input(x).tolist() == [[-1.0, -1.25, -1.0, -1.0, 1.5]]
 
 
 def test_input_surrogate_gradients():
@@ -84,15 +89,55 @@ def test_input_surrogate_gradients():
         assert torch.allclose(_input_grad("irnet", x, epoch=epoch, total_epochs=total), expected)
 
 
-def test_lpb_learns_threshold_and_scales():
+def test_lpb_gradients_follow_its_rule():
+    """a = sign(alpha_c (x - tau_c)) - beta_c, backward through clamp(alpha_c (x - tau_c), -1, 1): every
+    parameter's gradient, element by element, against the rule written out by hand."""
     b = make_binarizer("lpb", 3, 1)
-    x = torch.randn(4, 3, 5)
-    w = torch.randn(6, 3, 1, requires_grad=True)
-    out = F.conv1d(b.quantize_input(x), b.quantize_weight(w))
-    out.square().sum().backward()
-    assert b.threshold.grad is not None and b.threshold.grad.abs().sum() > 0
-    assert b.alpha_input.grad is not None and b.alpha_weight.grad is not None
-    assert w.grad.abs().sum() > 0
+    assert 0 <= b.threshold.min() and b.threshold.max() <= 1e-3 and b.shift.max() <= 1e-3  # U(0, 0.001)
+    with torch.no_grad():
+        b.threshold.copy_(torch.tensor([0.2, -0.1, 0.0]))
+        b.alpha_input.copy_(torch.tensor([1.0, 2.0, -0.5]))  # -0.5: the sign follows alpha's sign
+        b.shift.copy_(torch.tensor([0.1, 0.0, -0.3]))
+    x = torch.randn(4, 3, 5) * 1.5
+    g = torch.randn(4, 3, 5)
+    latent = x.clone().requires_grad_(True)
+    a = b.quantize_input(latent)
+    tau, alpha, beta = (p.detach().view(1, 3, 1) for p in (b.threshold, b.alpha_input, b.shift))
+    u = alpha * (x - tau)
+    assert torch.equal(a.detach(), sign(u) - beta)
+    a.backward(g)
+    inside = (u.abs() <= 1).float()
+    torch.testing.assert_close(latent.grad, g * alpha * inside)
+    torch.testing.assert_close(b.threshold.grad, -(g * alpha * inside).sum(dim=(0, 2)))
+    torch.testing.assert_close(b.alpha_input.grad, (g * (x - tau) * inside).sum(dim=(0, 2)))
+    torch.testing.assert_close(b.shift.grad, -g.sum(dim=(0, 2)))
+    # the weight's estimator scale: d/d alpha_w of clamp(alpha_w w, -1, 1) = w where |alpha_w w| <= 1
+    w = torch.randn(6, 3, 1) * 0.8
+    gw = torch.randn(6, 3, 1)
+    with torch.no_grad():
+        b.alpha_weight.fill_(1.5)
+    b.quantize_weight(w).backward(gw)
+    inside_w = ((1.5 * w).abs() <= 1).float()
+    torch.testing.assert_close(b.alpha_weight.grad, (gw * w * inside_w).sum())
+
+
+def test_lpb_parameters_train_at_a_tenth_of_the_learning_rate():
+    """The official optimiser's rule: thresholds and alphas at 0.1 x lr, without weight decay here; every other
+    parameter keeps the base groups (so other binarizers' optimisers are unchanged)."""
+    from bifsmn_cli.train.config import TrainConfig
+    from bifsmn_cli.train.optim import make_optimizer
+
+    cfg = TrainConfig(lr=0.02, weight_decay=1e-4)
+    plain, _ = make_optimizer(DFSMN(TINY, "bifsmn", ("1x",)), cfg, 10)
+    assert [g["initial_lr"] for g in plain.param_groups] == [0.02, 0.02]
+    student = DFSMN(TINY, "lpb", ("1x",))
+    optimizer, _ = make_optimizer(student, cfg, 10)
+    lrs = [g["initial_lr"] for g in optimizer.param_groups]
+    assert lrs[:2] == [0.02, 0.02] and lrs[2] == pytest.approx(0.002)
+    slow = {id(p) for p in optimizer.param_groups[2]["params"]}
+    own = {id(p) for _, m in student.binarized_layers() for p in m.binarizer.parameters()}
+    assert slow == own and optimizer.param_groups[2]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(student.parameters()))
 
 
 def _paper_weight_grad(name: str, b, w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -134,3 +134,68 @@ def test_band_passes_equal_transform_then_inverse(wavelet, mode):
         torch.testing.assert_close(
             dwt.low_pass(x), dwt.inverse(ca, (None, None, None))[..., :h, :w], atol=1e-10, rtol=0
         )
+
+
+def test_fid_matches_low_and_high_parts_separately():
+    """BiFSMNv2's frequency-independent distillation: per matched block, the normalised-square distance of the
+    LL parts plus that of the high parts (computed here with pywt, not with the module's operators)."""
+    teacher = _blocks(8)
+    student = _blocks(4)
+    fid = HED(HEDConfig(select="fid", wavelet="haar", mode="zero"))
+
+    def parts(x):
+        ca, details = pywt.dwt2(x.double().numpy(), "haar", mode="zero", axes=(-2, -1))
+        h, w = x.shape[-2:]
+        low = pywt.idwt2((ca, (None, None, None)), "haar", mode="zero", axes=(-2, -1))[..., :h, :w]
+        high = pywt.idwt2((None, details), "haar", mode="zero", axes=(-2, -1))[..., :h, :w]
+        return torch.from_numpy(low), torch.from_numpy(high)
+
+    def distance(s, t):
+        qs, qt = s**2 / (s**2).norm(), t**2 / (t**2).norm()
+        return (qs - qt).norm()
+
+    expected = 0.0
+    for s, j in zip(student, [1, 3, 5, 7], strict=True):
+        (s_lo, s_hi), (t_lo, t_hi) = parts(s), parts(teacher[j])
+        expected += distance(s_lo, t_lo) + distance(s_hi, t_hi)
+    assert fid(student, fid.targets(teacher)).item() == pytest.approx(float(expected), rel=1e-4)
+    # identical blocks: both parts match exactly; one part moved alone is seen
+    assert fid(teacher, fid.targets(teacher)).item() == pytest.approx(0.0, abs=1e-6)
+    shifted = [t + 5.0 for t in teacher]  # a constant moves the LL band only (Haar detail bands ignore it)
+    lo_only = sum(distance(parts(a)[0], parts(b)[0]) for a, b in zip(shifted, teacher, strict=True))
+    assert fid(shifted, fid.targets(teacher)).item() == pytest.approx(float(lo_only), rel=1e-4)
+
+
+def test_fid_logit_term_is_mse_and_only_for_fid():
+    logits, teacher = torch.randn(5, 4), torch.randn(5, 4)
+    fid = HED(HEDConfig(select="fid"))
+    assert fid.logit_term(logits, teacher).item() == pytest.approx(((logits - teacher) ** 2).mean().item())
+    for select in ("high", "low", "plain"):
+        assert HED(HEDConfig(select=select)).logit_term(logits, teacher) is None
+
+
+def test_joint_loss_with_fid_adds_alpha_times_blocks_and_logit_mse():
+    """The training loss of a fid student: CE + alpha * (FID block term + MSE of the logits); kd_weight stays a
+    separate KL term (off here)."""
+    from bifsmn_cli.nn.config import ModelConfig
+    from bifsmn_cli.nn.dfsmn import DFSMN
+    from bifsmn_cli.train.config import TrainConfig
+    from bifsmn_cli.train.losses import JointLoss
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        n_mels=16, frames=16, num_classes=3, num_blocks=2, stem_channels=4, backbone_size=8, hidden_size=12
+    )
+    teacher, student = DFSMN(cfg).eval(), DFSMN(cfg, "bifsmn", ("1x",)).eval()
+    fid = HED(HEDConfig(select="fid", alpha=0.5))
+    loss_fn = JointLoss(student, {"1x": 1.0}, TrainConfig(kd_weight=0.0), teacher, fid)
+    x, y = torch.randn(4, 16, 16), torch.tensor([0, 1, 2, 0])
+    loss = loss_fn(lambda f: student.forward_multi(f, ("1x",), True), x, y)
+    with torch.no_grad():
+        t_logits, t_blocks = teacher(x, return_blocks=True)
+        s_logits, s_blocks = student(x, return_blocks=True)
+        blocks = fid(s_blocks, fid.targets(t_blocks))
+        expected = torch.nn.functional.cross_entropy(s_logits, y) + 0.5 * (
+            blocks + ((s_logits - t_logits) ** 2).mean()
+        )
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -14,7 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from bifsmn_cli import __version__
-from bifsmn_cli.commands import detect, pipeline, predict
+from bifsmn_cli.commands import detect, pipeline, predict, reproduce
 from bifsmn_cli.console import console, set_quiet
 from bifsmn_cli.errors import BifsmnError
 
@@ -43,6 +43,7 @@ def _root(
 pipeline.register(app)
 predict.register(app)
 detect.register(app)
+reproduce.register(app)
 
 
 def main() -> None:

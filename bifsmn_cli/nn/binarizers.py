@@ -9,7 +9,8 @@ learnable state (LPB's thresholds) or per-layer losses (RAD). The interface:
 - `weight_parts(w) -> (signs, scale)`: the same weights as +-1 signs and a per-output-channel scale `(O,)`,
   without autograd; the exporter packs `signs` and folds `scale` with the following BN;
 - `pop_loss()`: an extra training loss gathered since the last call (RAD), or None;
-- `set_progress(epoch, total_epochs)`: per-epoch annealing (IR-Net's EDE).
+- `set_progress(epoch, total_epochs)`: per-epoch annealing (IR-Net's EDE);
+- `lr_scale`: the learning-rate factor the optimiser gives the binarizer's own parameters (LPB: 0.1).
 
 `exportable` is True when inference is exactly `scale_o * sum(sign(w) * sign(x)) + bias_o` with
 `sign(0) = +1`, the form the C engine runs. sign(0) = sign(NaN) = +1 everywhere here, as in the engine.
@@ -109,6 +110,9 @@ class Binarizer(nn.Module):
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     exportable: ClassVar[bool] = True
+    lr_scale: ClassVar[float] = (
+        1.0  # learning-rate factor of the binarizer's own parameters (LPB's thresholds)
+    )
 
     def __init__(self, in_channels: int, channel_dim: int) -> None:
         super().__init__()
@@ -307,37 +311,45 @@ class RADBinarizer(BNNBinarizer):
 
 
 class LPBBinarizer(Binarizer):
-    """Learning Propagation Binarizer (Qin et al., BiFSMNv2, TNNLS 2023): activations sign(x - tau_c) with a
-    learnable per-input-channel threshold tau and a learnable scale alpha_a that sets the straight-through
-    window (gradient of clamp(alpha_a (x - tau), -1, 1)); weights sign(w) * mean |w_o| (detached) with a
-    learnable alpha_w shaping the weight estimator the same way (gradient of clamp(alpha_w w, -1, 1), not
-    multiplied by the scale).
+    """Learning Propagation Binarizer (Qin et al., BiFSMNv2, TNNLS 2023), its 1-bit activation path in full.
 
-    Deviations: BiFSMNv2's second, real-scaled activation term belongs to its dual-scale architecture, not to
-    the binarizer, and is left out (1-bit activations only); tau starts at 0 instead of U(0, 0.001); the
-    forward always uses sign(x - tau) (alpha only shapes gradients). Not exportable: the engine binarizes
-    with threshold 0.
+    Activations, per input channel c with learnable threshold tau_c, estimator scale alpha_c and shift beta_c:
+    forward a = sign(alpha_c (x - tau_c)) - beta_c; backward through clamp(alpha_c (x - tau_c), -1, 1), so
+    d a/d x = alpha_c 1{|alpha_c (x - tau_c)| <= 1} = -d a/d tau_c, d a/d alpha_c = (x - tau_c) 1{...} and
+    d a/d beta_c = -1. Weights: sign(alpha_w w) * mean |w_o| (detached) with a learnable alpha_w, backward through
+    clamp(alpha_w w, -1, 1) and not multiplied by the scale. tau and beta start at U(0, 0.001), alpha at 1, as in
+    the official code; they train at `lr_scale` (0.1) times the learning rate, as the official optimiser does.
+
+    Deviations from the official code: alpha is per input channel (the official code has one per layer: the
+    same at the start) and the thresholds and alphas get no weight decay; BiFSMNv2's second, real-scaled sign of
+    the residual belongs to its dual-scale architecture, not to this binarizer, and is left out (activations
+    stay 1-bit). Not exportable: the engine binarizes at threshold 0 and has no per-channel shift.
     """
 
     name = "lpb"
     paper = "Qin et al., BiFSMNv2: Pushing Binary Neural Networks for Keyword Spotting, TNNLS 2023"
     exportable = False
+    lr_scale = 0.1
 
     def __init__(self, in_channels: int, channel_dim: int) -> None:
         super().__init__(in_channels, channel_dim)
-        self.threshold = nn.Parameter(torch.zeros(in_channels))
-        self.alpha_input = nn.Parameter(torch.tensor(1.0))
+        self.threshold = nn.Parameter(torch.rand(in_channels) * 1e-3)
+        self.shift = nn.Parameter(torch.rand(in_channels) * 1e-3)
+        self.alpha_input = nn.Parameter(torch.ones(in_channels))
         self.alpha_weight = nn.Parameter(torch.tensor(1.0))
 
-    def quantize_input(self, x: Tensor) -> Tensor:
+    def _per_channel(self, p: Tensor, x: Tensor) -> Tensor:
         shape = [1] * x.dim()
         shape[self.channel_dim] = self.in_channels
-        shifted = x - self.threshold.view(shape)
-        return sign(shifted) + _zero_with_grad((self.alpha_input * shifted).clamp(-1.0, 1.0))
+        return p.view(shape)
+
+    def quantize_input(self, x: Tensor) -> Tensor:
+        scaled = self._per_channel(self.alpha_input, x) * (x - self._per_channel(self.threshold, x))
+        return sign(scaled) + _zero_with_grad(scaled.clamp(-1.0, 1.0)) - self._per_channel(self.shift, x)
 
     def quantize_weight(self, w: Tensor) -> Tensor:
-        surrogate = _zero_with_grad((self.alpha_weight * w).clamp(-1.0, 1.0))
-        return (sign(w) * _per_channel_mean_abs(w)).detach() + surrogate
+        scaled = self.alpha_weight * w
+        return (sign(scaled) * _per_channel_mean_abs(w)).detach() + _zero_with_grad(scaled.clamp(-1.0, 1.0))
 
 
 BINARIZERS: dict[str, type[Binarizer]] = {

@@ -94,7 +94,7 @@ HED_MODES = (
     "constant",
     "periodization",
 )  # pywt's signal extensions
-HED_SELECTS = ("high", "low", "plain", "none")
+HED_SELECTS = ("high", "low", "plain", "fid", "none")
 
 
 @dataclass
@@ -102,7 +102,11 @@ class HEDConfig:
     """High-frequency Enhancement Distillation (bifsmn_cli.nn.hed); distill's `hed_*` keys."""
 
     select: str = field(
-        default="high", metadata={"choices": HED_SELECTS, "help": "which teacher part is enhanced"}
+        default="high",
+        metadata={
+            "choices": HED_SELECTS,
+            "help": "which teacher part is enhanced (fid: BiFSMNv2's bands matched apart)",
+        },
     )
     wavelet: str = field(default="haar", metadata={"help": "any pywavelets discrete wavelet, e.g. haar, db2"})
     mode: str = field(default="zero", metadata={"choices": HED_MODES, "help": "signal extension of the DWT"})

@@ -17,6 +17,11 @@ even sizes every mode gives the same result.
 HED (Qin et al., IJCAI 2022): for each matched block, enhanced teacher T^ = HF(T)/std(HF(T)) + T/std(T),
 loss || S^2/||S^2||_F - T^^2/||T^^2||_F ||_F over the batch tensor, summed over the matched blocks.
 `select`: high (the paper), low (LL band instead of the high-frequency part), plain (T^ = T), none (no loss).
+
+Frequency-independent distillation (`select: fid`, BiFSMNv2, Qin et al., TNNLS 2023): the low (LL) and the high
+(every other band) parts of student and teacher blocks are matched separately, each with the same normalised-
+square distance, || S_lo^2/||S_lo^2|| - T_lo^2/||T_lo^2|| || + the same for the high parts, plus a logit term
+MSE(student logits, teacher logits) (`logit_term`), all weighted by alpha as in the official code.
 """
 
 from __future__ import annotations
@@ -191,23 +196,44 @@ class HED(nn.Module):
     def enabled(self) -> bool:
         return self.cfg.select != "none" and self.cfg.alpha > 0
 
+    @property
+    def bands(self) -> int:
+        """Targets per teacher block: two for fid (low and high parts), one otherwise."""
+        return 2 if self.cfg.select == "fid" else 1
+
+    def _parts(self, x: Tensor) -> list[Tensor]:
+        """What is matched of one block output: fid's low and high parts, or the (enhanced) output itself."""
+        if self.cfg.select == "fid":
+            return [self.dwt.low_pass(x), self.dwt.high_pass(x)]
+        return [x]
+
     def enhance(self, t: Tensor) -> Tensor:
-        """The enhanced teacher T^ of one block output (B, C, T)."""
+        """The enhanced teacher T^ of one block output (B, C, T) (high, low, plain)."""
         if self.cfg.select == "plain":
             return t
         part = self.dwt.high_pass(t) if self.cfg.select == "high" else self.dwt.low_pass(t)
         return _standardised(part) + _standardised(t)
 
     @torch.no_grad()
-    def targets(self, teacher_blocks: Sequence[Tensor]) -> list[Tensor]:
-        """Normalised squared enhanced teacher blocks, computed once per batch for all variants."""
-        return [_normalised_square(self.enhance(t.float())) for t in teacher_blocks]
+    def targets(self, teacher_blocks: Sequence[Tensor]) -> list[list[Tensor]]:
+        """Per teacher block, its normalised squared targets (computed once per batch for all variants): the
+        enhanced block, or fid's low and high parts."""
+        if self.cfg.select == "fid":
+            return [[_normalised_square(p) for p in self._parts(t.float())] for t in teacher_blocks]
+        return [[_normalised_square(self.enhance(t.float()))] for t in teacher_blocks]
 
-    def forward(self, student_blocks: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
-        """Sum over student blocks of || S^2/||S^2|| - target ||_F, each against its matched teacher block."""
+    def forward(self, student_blocks: Sequence[Tensor], targets: Sequence[Sequence[Tensor]]) -> Tensor:
+        """Sum over student blocks (and fid's two parts) of || S^2/||S^2|| - target ||_F, each against its
+        matched teacher block."""
         matched = match_blocks(len(student_blocks), len(targets))
         losses = [
-            torch.linalg.vector_norm(_normalised_square(s) - targets[j])
+            torch.linalg.vector_norm(_normalised_square(part) - target)
             for s, j in zip(student_blocks, matched, strict=True)
+            for part, target in zip(self._parts(s), targets[j], strict=True)
         ]
         return torch.stack(losses).sum()
+
+    def logit_term(self, logits: Tensor, teacher_logits: Tensor) -> Tensor | None:
+        """fid's logit term, MSE(student, teacher) over the batch; None for the other selects (their logit
+        distillation is the training section's kd_weight)."""
+        return F.mse_loss(logits, teacher_logits) if self.cfg.select == "fid" else None

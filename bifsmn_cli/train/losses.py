@@ -1,7 +1,7 @@
 """The training loss of one batch, for the teacher and for the distilled thinnable student.
 
 sum over the trained variants v of w_v * (CE_v + alpha * HED_v + kd_weight * KL_v), plus the binarizers' extra
-loss (RAD); one backward. The frozen teacher runs once per batch, in eval mode under no_grad, and its HED targets
+loss (RAD); with HED's fid select, HED_v also holds its logit MSE; one backward. The frozen teacher runs once per batch, in eval mode under no_grad, and its HED targets
 serve every variant.
 """
 
@@ -71,7 +71,6 @@ class JointLoss:
             with torch.no_grad():
                 teacher_logits, teacher_blocks = self.teacher(features, return_blocks=True)
             targets = self.hed.targets(teacher_blocks) if self.hed is not None else None
-            teacher_logits = teacher_logits if self.use_kd else None
         outputs = student_forward(features)
         loss = labels.new_zeros((), dtype=torch.float32)
         for v, w in self.weights.items():
@@ -79,9 +78,12 @@ class JointLoss:
                 logits, term = outputs[v], 0.0
             else:
                 logits, blocks = outputs[v]
-                term = self.hed.cfg.alpha * self.hed(blocks, targets)
+                hed = self.hed(blocks, targets)
+                if (logit_term := self.hed.logit_term(logits, teacher_logits)) is not None:
+                    hed = hed + logit_term
+                term = self.hed.cfg.alpha * hed
             term = term + self.criterion(logits, labels)
-            if teacher_logits is not None:
+            if self.use_kd:
                 term = term + self.cfg.kd_weight * kd_loss(logits, teacher_logits, self.cfg.kd_temperature)
             loss = loss + w * term
         extra = self.model.pop_extra_loss()
