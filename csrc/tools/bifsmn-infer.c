@@ -92,26 +92,63 @@ static int classify(bifsmn_model *model, const char *path, int16_t *pcm, float *
 
 enum { BENCH_NET = 1, BENCH_E2E = 2 };
 
+/* What --bench and --profile time: the clip's samples and features, a score buffer, and two arrays of times
+   (`net`: runs, `other`: other_runs). */
+typedef struct {
+    size_t n, nc, nf;
+    int16_t *pcm;
+    float *features, *scores;
+    int64_t *net, *other;
+} timed_clip;
+
+static void timed_clip_free(timed_clip *t)
+{
+    free(t->pcm);
+    free(t->features);
+    free(t->scores);
+    free(t->net);
+    free(t->other);
+}
+
+/* Allocates, reads the clip and computes its features with the model's own front end into *rc (an engine
+   status); returns 0, or -1 with the message printed when memory or the clip fails. */
+static int timed_clip_open(timed_clip *t, bifsmn_model *model, const char *clip, long runs, size_t other_runs,
+                           int *rc)
+{
+    char msg[512];
+    t->n = (size_t)bifsmn_num_samples(model);
+    t->nc = (size_t)bifsmn_num_classes(model);
+    t->nf = (size_t)bifsmn_num_mels(model) * (size_t)bifsmn_num_frames(model);
+    t->pcm = malloc(sizeof(int16_t) * t->n);
+    t->features = malloc(sizeof(float) * t->nf);
+    t->scores = malloc(sizeof(float) * t->nc);
+    t->net = calloc((size_t)runs, sizeof(int64_t));
+    t->other = calloc(other_runs, sizeof(int64_t));
+    if (!t->pcm || !t->features || !t->scores || !t->net || !t->other) {
+        fprintf(stderr, "bifsmn-infer: out of memory for %ld runs\n", runs);
+        return -1;
+    }
+    if (load_clip(model, clip, t->pcm, msg, sizeof msg) != 0) {
+        fprintf(stderr, "bifsmn-infer: %s: %s\n", clip, msg);
+        return -1;
+    }
+    *rc = bifsmn_features_pcm(model, t->pcm, t->n, t->features, t->nf);
+    return 0;
+}
+
+
 /* --bench: the paths alternate run by run, so that drift on a shared machine weighs on both alike. The
    features of the network-alone path are computed once by the model's own front end. */
 static int bench(bifsmn_model *model, const char *model_path, const char *clip, long runs, long warmup, int paths)
 {
-    char msg[512];
-    const size_t n = (size_t)bifsmn_num_samples(model), nc = (size_t)bifsmn_num_classes(model);
-    const size_t nf = (size_t)bifsmn_num_mels(model) * (size_t)bifsmn_num_frames(model);
-    int16_t *pcm = malloc(sizeof(int16_t) * n);
-    float *features = malloc(sizeof(float) * nf), *scores = malloc(sizeof(float) * nc);
-    int64_t *net = calloc((size_t)runs, sizeof(int64_t)), *e2e = calloc((size_t)runs, sizeof(int64_t));
-    int status = 1;
-    if (!pcm || !features || !scores || !net || !e2e) {
-        fprintf(stderr, "bifsmn-infer: out of memory for %ld runs\n", runs);
+    timed_clip t;
+    int status = 1, rc = BIFSMN_OK;
+    if (timed_clip_open(&t, model, clip, runs, (size_t)runs, &rc) != 0)
         goto done;
-    }
-    if (load_clip(model, clip, pcm, msg, sizeof msg) != 0) {
-        fprintf(stderr, "bifsmn-infer: %s: %s\n", clip, msg);
-        goto done;
-    }
-    int rc = bifsmn_features_pcm(model, pcm, n, features, nf);
+    const size_t n = t.n, nc = t.nc, nf = t.nf;
+    int16_t *pcm = t.pcm;
+    float *features = t.features, *scores = t.scores;
+    int64_t *net = t.net, *e2e = t.other;
     for (long i = -warmup; i < runs && rc == BIFSMN_OK; i++) {
         int64_t t0 = now_ns();
         if (paths & BENCH_NET) {
@@ -139,11 +176,7 @@ static int bench(bifsmn_model *model, const char *model_path, const char *clip, 
     printf("}\n");
     status = 0;
 done:
-    free(pcm);
-    free(features);
-    free(scores);
-    free(net);
-    free(e2e);
+    timed_clip_free(&t);
     return status;
 }
 
@@ -153,7 +186,6 @@ static int profile(bifsmn_model *model, const char *model_path, const char *clip
                    const char *only)
 {
     enum { MAX_KINDS = 16 };
-    char msg[512];
     const char *kinds[MAX_KINDS];
     int nkinds = 0, status = 1;
     const int steps = bifsmn_plan_length(model);
@@ -176,20 +208,14 @@ static int profile(bifsmn_model *model, const char *model_path, const char *clip
         free(kind_of);
         return 2;
     }
-    const size_t n = (size_t)bifsmn_num_samples(model), nc = (size_t)bifsmn_num_classes(model);
-    const size_t nf = (size_t)bifsmn_num_mels(model) * (size_t)bifsmn_num_frames(model);
-    int16_t *pcm = malloc(sizeof(int16_t) * n);
-    float *features = malloc(sizeof(float) * nf), *scores = malloc(sizeof(float) * nc);
-    int64_t *net = calloc((size_t)runs, sizeof(int64_t)), *ns = calloc((size_t)runs * MAX_KINDS, sizeof(int64_t));
-    if (!pcm || !features || !scores || !net || !ns) {
-        fprintf(stderr, "bifsmn-infer: out of memory for %ld runs\n", runs);
+    timed_clip t;
+    int rc = BIFSMN_OK;
+    if (timed_clip_open(&t, model, clip, runs, (size_t)runs * MAX_KINDS, &rc) != 0)
         goto done;
-    }
-    if (load_clip(model, clip, pcm, msg, sizeof msg) != 0) {
-        fprintf(stderr, "bifsmn-infer: %s: %s\n", clip, msg);
-        goto done;
-    }
-    int rc = bifsmn_features_pcm(model, pcm, n, features, nf);
+    const size_t n = t.n, nc = t.nc, nf = t.nf;
+    int16_t *pcm = t.pcm;
+    float *features = t.features, *scores = t.scores;
+    int64_t *net = t.net, *ns = t.other;
     if (rc == BIFSMN_OK)
         rc = bifsmn_run_pcm(model, pcm, n, scores, nc); /* the features step 0 replays */
     for (long i = -warmup; i < runs && rc == BIFSMN_OK; i++) {
@@ -230,11 +256,7 @@ static int profile(bifsmn_model *model, const char *model_path, const char *clip
     status = 0;
 done:
     free(kind_of);
-    free(pcm);
-    free(features);
-    free(scores);
-    free(net);
-    free(ns);
+    timed_clip_free(&t);
     return status;
 }
 
