@@ -26,7 +26,7 @@ from bifsmn_cli.train.metrics import (
     plot_confusion,
     plot_history,
 )
-from bifsmn_cli.train.selection import is_ordered
+from bifsmn_cli.train.selection import BestEpochs, is_ordered
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(
@@ -237,6 +237,21 @@ def test_best_requires_thinner_variants_not_to_beat_thicker():
     assert is_ordered({"1x": 0.9, "0.5x": 0.9, "0.25x": 0.8}, variants)
     assert not is_ordered({"1x": 0.9, "0.5x": 0.91, "0.25x": 0.8}, variants)
     assert is_ordered({"1x": 0.5}, ("1x",))
+
+
+def test_an_ordered_epoch_wins_only_within_the_tolerance():
+    variants = ("1x", "0.5x", "0.25x")
+    best = BestEpochs(variants, tolerance=0.01)
+    assert best.update(0, {"1x": 0.80, "0.5x": 0.79, "0.25x": 0.78}) == ["ordered", "any"]
+    assert best.update(1, {"1x": 0.805, "0.5x": 0.79, "0.25x": 0.80}) == ["any"]  # not ordered
+    assert (best.epoch, best.selection) == (0, "ordered")  # 0.5 point below the best: still preferred
+    assert best.update(2, {"1x": 0.89, "0.5x": 0.85, "0.25x": 0.88}) == ["any"]
+    assert (best.epoch, best.selection) == (2, "best-1x")  # 9 points better than the ordered epoch: it wins
+    strict = BestEpochs(variants, best.state, tolerance=1.0)
+    assert (strict.epoch, strict.selection) == (
+        0,
+        "ordered",
+    )  # tolerance 1: the old rule, ordered always first
 
 
 def test_metrics_and_plots(tmp_path):

@@ -49,6 +49,14 @@ class TrainConfig:
             "as much as each keyword, so a rarer class cannot be traded for 0.1 point of accuracy)",
         },
     )
+    select_tolerance: float = field(
+        default=0.01,
+        metadata={
+            "min": 0.0,
+            "max": 1.0,
+            "help": "an epoch with ordered variants (1x >= 0.5x >= 0.25x) is preferred only within this of the best",
+        },
+    )
     oversample_unknown: float = field(
         default=1.0,
         metadata={"min": 1.0, "help": "times each _unknown_ clip appears per epoch (2.5 = 2 or 3)"},

@@ -160,7 +160,7 @@ def train(
     state_dir = Path(state_dir)
     ckpt_path = state_dir / checkpoint.CHECKPOINT
     fingerprint = checkpoint.fingerprint(model, cfg, variants, loss_fn.hed, world)
-    start_epoch, history, skipped, best = 0, [], 0, BestEpochs(variants)
+    start_epoch, history, skipped, best = 0, [], 0, BestEpochs(variants, tolerance=cfg.select_tolerance)
     if resume and ckpt_path.exists():
         ckpt = checkpoint.load(ckpt_path, fingerprint)
         model.load_state_dict(ckpt["model"])
@@ -168,7 +168,7 @@ def train(
         scheduler.load_state_dict(ckpt["scheduler"])
         checkpoint.set_rng_state(ckpt["rng"][rank], order_gen, aug_gen)
         start_epoch, history, skipped = ckpt["epoch"], ckpt["history"], ckpt["skipped"]
-        best = BestEpochs(variants, ckpt["best"])
+        best = BestEpochs(variants, ckpt["best"], cfg.select_tolerance)
     else:
         if rank == 0:
             checkpoint.discard(state_dir, KINDS)

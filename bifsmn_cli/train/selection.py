@@ -2,7 +2,9 @@
 accuracy), never on test.
 
 The highest 1x score among epochs whose scores do not increase as the variant gets thinner
-(1x >= 0.5x >= 0.25x: "ordered"); if no epoch satisfies that, the highest 1x score ("best-1x").
+(1x >= 0.5x >= 0.25x: "ordered"), as long as it is within `tolerance` of the highest 1x score of any epoch;
+otherwise that highest 1x score ("best-1x"). Without the tolerance a noisy thin variant can pin the choice to an
+early epoch: a 40-epoch run on real speech kept epoch 7 (1x 82.8 %) over epoch 36 (89.5 %).
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ class BestEpochs:
     """The best epoch under each rule so far; `state` is what the checkpoint stores."""
 
     def __init__(
-        self, variants: Sequence[str], state: dict[str, dict[str, Any] | None] | None = None
+        self,
+        variants: Sequence[str],
+        state: dict[str, dict[str, Any] | None] | None = None,
+        tolerance: float = 0.0,
     ) -> None:
-        self.variants = tuple(variants)
+        self.variants, self.tolerance = tuple(variants), tolerance
         self.primary = max(self.variants, key=variant_ratio)
         self.state: dict[str, dict[str, Any] | None] = state or dict.fromkeys(KINDS)
 
@@ -42,8 +47,11 @@ class BestEpochs:
 
     @property
     def kind(self) -> str:
-        """The rule that decides: ordered when any epoch was ordered."""
-        return "ordered" if self.state["ordered"] is not None else "any"
+        """The rule that decides: ordered when an ordered epoch is within the tolerance of the best epoch."""
+        ordered, best = self.state["ordered"], self.state["any"]
+        if ordered is not None and (best is None or ordered["score"] >= best["score"] - self.tolerance):
+            return "ordered"
+        return "any"
 
     @property
     def epoch(self) -> int:
