@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import write_corpus
+from helpers import assert_user_error, write_corpus
 
 from bifsmn_cli.data.corpus import COMMAND_WORDS, UNKNOWN, speaker
 from bifsmn_cli.data.packed import load_classes, load_split
@@ -141,3 +141,22 @@ def test_unknown_oversampling_order():
     assert torch.equal(
         epoch_order(labels, None, 2.5, torch.Generator().manual_seed(0)).sort().values, torch.arange(10)
     )
+
+
+def test_real_corpus_option_errors(tmp_path, cli):
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)  # no list files at all
+    for extra, message in (
+        ("  missing_list: train\n", "featurize.missing_list: train leaves validation empty"),
+        (
+            "  task: '35'\n  synthetic_unknown_per_word: 1\n",
+            "featurize.synthetic_unknown_per_word: the task has no",
+        ),
+    ):
+        config = tmp_path / "p.yaml"
+        config.write_text(
+            f"name: t\nworkspace: {tmp_path / 'ws'}\ndownload:\n  source: folder\n  path: {corpus}\nfeaturize:\n{extra}"
+        )
+        assert cli("-q", "download", "-c", str(config)).returncode == 0
+        assert_user_error(cli("-q", "featurize", "-c", str(config)), message)
+        assert not (tmp_path / "ws" / "featurize" / "manifest.json").exists()

@@ -22,7 +22,7 @@ class SpecAugmentConfig:
 
     @property
     def enabled(self) -> bool:
-        return (self.time_masks and self.time_width) or (self.freq_masks and self.freq_width)
+        return bool(self.time_masks and self.time_width) or bool(self.freq_masks and self.freq_width)
 
 
 def _masks(batch: int, size: int, count: int, width: int, g: torch.Generator) -> Tensor:
